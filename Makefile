@@ -1,0 +1,34 @@
+# make run   start a local Elasticsearch node, migrate, serve the demo on :8000
+# make test  the whole suite against real PostgreSQL and Elasticsearch
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall only when the dependencies may have changed; the stamp dies with the venv.
+STAMP := $(VENV)/.installed-from-pyproject
+PYTEST_ARGS ?=
+
+.PHONY: venv test run lint schema
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e '.[dev]'
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+run: venv
+	$(BIN)/bicameral search-node start
+	$(BIN)/bicameral migrate
+	$(BIN)/bicameral serve --demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+schema: venv
+	$(BIN)/strawberry export-schema api.schema:schema --output schema.graphql

@@ -1,0 +1,104 @@
+"""The HTTP face: GraphQL (GraphiQL on GET), /healthz, /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from api import demo
+from api.bootstrap import Bicameral, build
+from api.context import Context
+from api.schema import build_schema
+from api.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class BicameralGraphQL(GraphQL[Context, None]):
+    def __init__(self, app: Bicameral, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bicameral = app
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return Context(app=self.bicameral, request=request, response=response)
+
+
+async def _healthz(_: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _readyz(app: Bicameral) -> Any:
+    async def readyz(_: Request) -> Response:
+        problems: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(3):
+                async with app.engine.connect() as conn:
+                    await conn.execute(text("SELECT position FROM events LIMIT 1"))
+        except Exception as error:
+            problems["write_database"] = f"{type(error).__name__}: {error}"[:300]
+        try:
+            async with asyncio.timeout(3):
+                health = await app.search.cluster.health()
+            if health["status"] == "red":
+                problems["elasticsearch"] = "cluster health is red"
+        except Exception as error:
+            problems["elasticsearch"] = f"{type(error).__name__}: {error}"[:300]
+        if problems:
+            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return readyz
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    bicameral: Bicameral | None = None,
+    load_demo: bool = False,
+) -> Starlette:
+    app = bicameral or build(settings)
+    settings = app.settings
+    graphql = BicameralGraphQL(
+        app,
+        schema=build_schema(mask_errors=settings.mask_errors, introspection=settings.introspection),
+        graphql_ide="graphiql" if settings.graphiql else None,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await app.start()
+        if load_demo:
+            await demo.load_demo(app)
+        log.info(
+            "bicameral ready: write=%s search=%s worker=%s",
+            app.engine.url.render_as_string(hide_password=True),
+            settings.elasticsearch_url,
+            "embedded" if app.runs_worker else "separate",
+        )
+        try:
+            yield
+        finally:
+            await app.stop()
+
+    starlette = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/healthz", _healthz),
+            Route("/readyz", _readyz(app)),
+        ],
+        lifespan=lifespan,
+    )
+    starlette.state.bicameral = app
+    return starlette

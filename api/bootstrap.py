@@ -1,0 +1,96 @@
+"""The composition root: builds every service from one `Settings`.
+
+Tests call `build` with other settings; nothing else constructs engines,
+clients or workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from elasticsearch import AsyncElasticsearch
+
+from api.settings import Settings
+from readmodel.checkpoints import Checkpoints
+from readmodel.feed import FeedWorker, ProjectionLag
+from readmodel.projections import default_projections
+from readmodel.reader import Reader
+from readmodel.setup import ensure_indexes
+from writemodel.database import create_engine
+from writemodel.service import CommandService
+from writemodel.sql_unit_of_work import SqlUnitOfWork
+
+__all__ = ["Bicameral", "build"]
+
+log = logging.getLogger(__name__)
+
+
+class Bicameral:
+    """Everything one process runs: write side, read side and, maybe, the worker."""
+
+    def __init__(self, settings: Settings, *, embedded_worker: bool | None = None) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings.write_database_url)
+        self.search = AsyncElasticsearch(
+            settings.elasticsearch_url, request_timeout=30, retry_on_timeout=True, max_retries=2
+        )
+        self.commands = CommandService(
+            lambda: SqlUnitOfWork(self.engine),
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        )
+        self.checkpoints = Checkpoints(self.engine)
+        self.reader = Reader(self.search, self.checkpoints, index_prefix=settings.index_prefix)
+        self.worker = FeedWorker(
+            self.engine,
+            self.search,
+            default_projections(),
+            index_prefix=settings.index_prefix,
+            batch_size=settings.feed_batch_size,
+            poll_interval=settings.feed_poll_interval,
+        )
+        run_worker = settings.runs_embedded_worker if embedded_worker is None else embedded_worker
+        self.runs_worker = run_worker
+        self._worker_task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    def committed(self) -> None:
+        """A command committed in this process: the embedded worker need not wait for its poll."""
+        if self._worker_task is not None:
+            self.worker.wake()
+
+    async def start(self) -> None:
+        """Create missing indexes and start the embedded worker.
+
+        An unreachable Elasticsearch does not stop the API from starting: writes
+        still work, /readyz says what is missing, and the worker creates the
+        indexes once the node answers.
+        """
+        try:
+            await ensure_indexes(self.search, self.settings.index_prefix)
+        except Exception as error:
+            log.warning("Elasticsearch not ready (%s); the worker will create indexes", error)
+        if self.runs_worker:
+            self._worker_task = asyncio.create_task(self.worker.run(), name="feed-worker")
+
+    async def stop(self) -> None:
+        if self._worker_task is not None:
+            self.worker.stop()
+            try:
+                await asyncio.wait_for(self._worker_task, timeout=10)
+            except TimeoutError:
+                self._worker_task.cancel()
+            self._worker_task = None
+        await self.search.close()
+        await self.engine.dispose()
+
+    async def lag(self) -> list[ProjectionLag]:
+        return await self.worker.lag()
+
+
+def build(settings: Settings | None = None, *, embedded_worker: bool | None = None) -> Bicameral:
+    return Bicameral(settings or Settings.from_env(), embedded_worker=embedded_worker)

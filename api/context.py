@@ -1,0 +1,28 @@
+"""What every resolver can reach: the services, the request, and notes for the response."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+
+if TYPE_CHECKING:
+    from api.bootstrap import Bicameral
+
+__all__ = ["Context"]
+
+
+@dataclass
+class Context:
+    app: Bicameral
+    request: Request | Any
+    response: Any = None
+    # Reads that asked for a consistency token and answered before reaching it.
+    stale: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def correlation_id(self) -> str | None:
+        headers = getattr(self.request, "headers", None) or {}
+        value = headers.get("x-correlation-id")
+        return value[:64] if value else None

@@ -1,0 +1,101 @@
+"""A few demo products, customers and an order, loaded through the command layer."""
+
+from __future__ import annotations
+
+import logging
+
+from api.bootstrap import Bicameral
+from domain import commands as c
+from domain.errors import AlreadyExists
+
+__all__ = ["load_demo"]
+
+log = logging.getLogger(__name__)
+
+_PRODUCTS = [
+    (
+        "KET-001",
+        "Stovetop kettle",
+        "A whistling steel kettle for gas and induction.",
+        "kitchen",
+        ("steel", "tea"),
+        3490,
+        25,
+    ),
+    (
+        "MUG-002",
+        "Blue enamel mug",
+        "A light camping mug that takes a knock.",
+        "kitchen",
+        ("enamel", "camping", "tea"),
+        1290,
+        120,
+    ),
+    (
+        "TNT-003",
+        "Two-person tent",
+        "Freestanding, 2.1 kg, sets up in five minutes.",
+        "outdoor",
+        ("camping", "shelter"),
+        18900,
+        8,
+    ),
+    (
+        "LMP-004",
+        "Head torch",
+        "350 lumens, USB-C charging, red night mode.",
+        "outdoor",
+        ("camping", "light"),
+        3900,
+        40,
+    ),
+    (
+        "BKS-005",
+        "Field notebook",
+        "Waterproof paper, 48 pages, fits a pocket.",
+        "stationery",
+        ("paper", "outdoor"),
+        890,
+        0,
+    ),
+]
+
+
+async def load_demo(app: Bicameral) -> int:
+    """Create what is missing; running it twice changes nothing. Returns products created."""
+    created = 0
+    for sku, name, description, category, tags, price, stock in _PRODUCTS:
+        try:
+            await app.commands.execute(
+                c.CreateProduct(
+                    sku=sku,
+                    name=name,
+                    description=description,
+                    category=category,
+                    tags=tags,
+                    price=price,
+                    currency="EUR",
+                    initial_stock=stock,
+                ),
+                idempotency_key=f"demo:{sku}",
+            )
+            created += 1
+        except AlreadyExists:
+            pass
+    try:
+        customer = await app.commands.execute(
+            c.RegisterCustomer(email="ada@example.com", name="Ada Lovelace"),
+            idempotency_key="demo:customer:ada",
+        )
+        await app.commands.execute(
+            c.PlaceOrder(
+                customer_id=customer.snapshot["id"],
+                lines=(c.OrderLineRequest("KET-001", 1), c.OrderLineRequest("MUG-002", 2)),
+            ),
+            idempotency_key="demo:order:ada",
+        )
+    except AlreadyExists:
+        pass
+    log.info("demo data: %d products created", created)
+    app.committed()
+    return created

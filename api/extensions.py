@@ -1,0 +1,77 @@
+"""Schema extensions: stable error codes, masked internals, and the
+read-your-writes report in the response's `extensions`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, SchemaExtension
+
+__all__ = ["ConsistencyReport", "ErrorCodes", "UserError"]
+
+log = logging.getLogger("api.errors")
+
+
+class UserError(GraphQLError):
+    """A request the client can fix (a bad argument); shown as it is, never masked."""
+
+    def __init__(self, message: str, *, code: str = "BAD_USER_INPUT", argument: str | None = None):
+        extensions: dict[str, Any] = {"code": code}
+        if argument:
+            extensions["argument"] = argument
+        super().__init__(message, extensions=extensions)
+
+
+def _is_internal(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+class ErrorCodes(MaskErrors):
+    """Every error gets `extensions.code`. Internal errors are logged with their
+    traceback and, when masking is on, reach the client as a bare code."""
+
+    def __init__(self, mask: bool) -> None:
+        super().__init__(should_mask_error=lambda error: mask and _is_internal(error))
+        self.mask = mask
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
+        return masked
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        for error in errors:
+            if _is_internal(error):
+                log.error("internal error at %s", error.path, exc_info=error.original_error)
+        processed = super()._process_errors(errors)
+        for error in processed:
+            extensions = dict(error.extensions or {})
+            if "code" not in extensions:
+                original = error.original_error
+                if isinstance(original, GraphQLError) and original.extensions:
+                    extensions.update(original.extensions)
+                if "code" not in extensions:
+                    extensions["code"] = (
+                        "INTERNAL_SERVER_ERROR"
+                        if _is_internal(error)
+                        else "GRAPHQL_VALIDATION_FAILED"
+                    )
+            error.extensions = extensions
+        return processed
+
+
+class ConsistencyReport(SchemaExtension):
+    """Says in `extensions.consistency` when a read answered before its token."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+
+    def get_results(self) -> dict[str, Any]:
+        stale = getattr(self.execution_context.context, "stale", None)
+        if not stale:
+            return {}
+        return {"consistency": {"stale": True, "reads": stale}}

@@ -1,0 +1,39 @@
+"""What every mutation does: run one command, turn a domain error into a typed one."""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+
+from api.context import Context
+from api.errors import Error, to_error
+from domain.commands import Command
+from domain.errors import DomainError, InvalidInput
+from writemodel.service import CommandOutcome
+
+__all__ = ["MAX_KEY_LENGTH", "execute"]
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_LENGTH = 200
+
+
+async def execute(
+    info: strawberry.Info[Context, None], command: Command, idempotency_key: str | None
+) -> CommandOutcome | Error:
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
+        return to_error(
+            InvalidInput(
+                f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters", field="idempotencyKey"
+            )
+        )
+    context = info.context
+    try:
+        outcome = await context.app.commands.execute(
+            command, idempotency_key=idempotency_key, correlation_id=context.correlation_id
+        )
+    except DomainError as error:
+        return to_error(error)
+    context.app.committed()
+    return outcome

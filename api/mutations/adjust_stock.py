@@ -1,0 +1,71 @@
+"""adjustStock: set a product's stock on hand to a counted figure."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from api.context import Context
+from api.errors import (
+    Error,
+    InvalidInputError,
+    NotFoundError,
+    RuleBrokenError,
+    VersionConflictError,
+)
+from api.mutations._command import execute
+from api.types import Product, product_document
+from domain.commands import AdjustStock
+
+
+@strawberry.input
+class AdjustStockInput:
+    product_id: strawberry.ID
+    on_hand: int = strawberry.field(description="The counted units on hand; not below reserved.")
+    reason: str = strawberry.field(default="", description="Why, e.g. stocktake.")
+    expected_version: int | None = strawberry.field(
+        default=None,
+        description="Apply only if the stock is still at this version (product.stock.version).",
+    )
+
+
+@strawberry.type
+class AdjustStockSuccess:
+    product: Product
+    consistency_token: str = strawberry.field(
+        description="Pass to a query's consistencyToken to read this write."
+    )
+    replayed: bool = strawberry.field(
+        description="True when an idempotency key answered with the first result."
+    )
+
+
+AdjustStockResult = Annotated[
+    AdjustStockSuccess | InvalidInputError | NotFoundError | RuleBrokenError | VersionConflictError,
+    strawberry.union("AdjustStockResult"),
+]
+
+
+async def adjust_stock(
+    info: strawberry.Info[Context, None],
+    input: AdjustStockInput,
+    idempotency_key: str | None = None,
+) -> AdjustStockResult:
+    outcome = await execute(
+        info,
+        AdjustStock(
+            product_id=str(input.product_id),
+            on_hand=input.on_hand,
+            reason=input.reason,
+            expected_version=input.expected_version,
+        ),
+        idempotency_key,
+    )
+    if isinstance(outcome, Error):
+        return outcome  # type: ignore[return-value]
+    return AdjustStockSuccess(
+        product=Product.from_document(product_document(outcome.snapshot)),
+        consistency_token=str(outcome.position),
+        replayed=outcome.replayed,
+    )

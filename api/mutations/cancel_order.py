@@ -1,0 +1,69 @@
+"""cancelOrder: cancel a placed or paid order, releasing its reserved stock."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from api.context import Context
+from api.errors import (
+    Error,
+    InvalidInputError,
+    NotFoundError,
+    RuleBrokenError,
+    VersionConflictError,
+)
+from api.mutations._command import execute
+from api.types import Order, order_document
+from domain.commands import CancelOrder
+
+
+@strawberry.input
+class CancelOrderInput:
+    order_id: strawberry.ID
+    reason: str = strawberry.field(default="", description="Kept up to 200 characters.")
+    expected_version: int | None = strawberry.field(
+        default=None,
+        description="Apply only if the object is still at this version (optimistic concurrency).",
+    )
+
+
+@strawberry.type
+class CancelOrderSuccess:
+    order: Order
+    consistency_token: str = strawberry.field(
+        description="Pass to a query's consistencyToken to read this write."
+    )
+    replayed: bool = strawberry.field(
+        description="True when an idempotency key answered with the first result."
+    )
+
+
+CancelOrderResult = Annotated[
+    CancelOrderSuccess | InvalidInputError | NotFoundError | RuleBrokenError | VersionConflictError,
+    strawberry.union("CancelOrderResult"),
+]
+
+
+async def cancel_order(
+    info: strawberry.Info[Context, None],
+    input: CancelOrderInput,
+    idempotency_key: str | None = None,
+) -> CancelOrderResult:
+    outcome = await execute(
+        info,
+        CancelOrder(
+            order_id=str(input.order_id),
+            reason=input.reason,
+            expected_version=input.expected_version,
+        ),
+        idempotency_key,
+    )
+    if isinstance(outcome, Error):
+        return outcome  # type: ignore[return-value]
+    return CancelOrderSuccess(
+        order=Order.from_document(order_document(outcome.snapshot)),
+        consistency_token=str(outcome.position),
+        replayed=outcome.replayed,
+    )

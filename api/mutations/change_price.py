@@ -1,0 +1,73 @@
+"""changePrice: set a product's price, and optionally its currency."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from api.context import Context
+from api.errors import (
+    Error,
+    InvalidInputError,
+    NotFoundError,
+    RuleBrokenError,
+    VersionConflictError,
+)
+from api.mutations._command import execute
+from api.types import Product, product_document
+from domain.commands import ChangePrice
+
+
+@strawberry.input
+class ChangePriceInput:
+    product_id: strawberry.ID
+    price: int = strawberry.field(description="In minor units (cents), above zero.")
+    currency: str | None = strawberry.field(
+        default=None, description="ISO 4217, e.g. EUR; null keeps the current one."
+    )
+    expected_version: int | None = strawberry.field(
+        default=None,
+        description="Apply only if the object is still at this version (optimistic concurrency).",
+    )
+
+
+@strawberry.type
+class ChangePriceSuccess:
+    product: Product
+    consistency_token: str = strawberry.field(
+        description="Pass to a query's consistencyToken to read this write."
+    )
+    replayed: bool = strawberry.field(
+        description="True when an idempotency key answered with the first result."
+    )
+
+
+ChangePriceResult = Annotated[
+    ChangePriceSuccess | InvalidInputError | NotFoundError | RuleBrokenError | VersionConflictError,
+    strawberry.union("ChangePriceResult"),
+]
+
+
+async def change_price(
+    info: strawberry.Info[Context, None],
+    input: ChangePriceInput,
+    idempotency_key: str | None = None,
+) -> ChangePriceResult:
+    outcome = await execute(
+        info,
+        ChangePrice(
+            product_id=str(input.product_id),
+            price=input.price,
+            currency=input.currency,
+            expected_version=input.expected_version,
+        ),
+        idempotency_key,
+    )
+    if isinstance(outcome, Error):
+        return outcome  # type: ignore[return-value]
+    return ChangePriceSuccess(
+        product=Product.from_document(product_document(outcome.snapshot)),
+        consistency_token=str(outcome.position),
+        replayed=outcome.replayed,
+    )

@@ -1,0 +1,82 @@
+"""createProduct: a new product, with its stock, active or as a draft."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from api.context import Context
+from api.errors import (
+    AlreadyExistsError,
+    Error,
+    InvalidInputError,
+    RuleBrokenError,
+    VersionConflictError,
+)
+from api.mutations._command import execute
+from api.types import Product, ProductStatus, product_document
+from domain.commands import CreateProduct
+
+
+@strawberry.input
+class CreateProductInput:
+    sku: str = strawberry.field(description="Unique; A-Z, 0-9, '.', '_', '-'. Upper-cased.")
+    name: str
+    price: int = strawberry.field(description="In minor units (cents), above zero.")
+    currency: str = strawberry.field(description="ISO 4217, e.g. EUR.")
+    description: str = ""
+    category: str = ""
+    tags: list[str] = strawberry.field(default_factory=list, description="At most 20.")
+    status: ProductStatus = ProductStatus.ACTIVE
+    initial_stock: int = strawberry.field(default=0, description="Units on hand to start with.")
+
+
+@strawberry.type
+class CreateProductSuccess:
+    product: Product
+    consistency_token: str = strawberry.field(
+        description="Pass to a query's consistencyToken to read this write."
+    )
+    replayed: bool = strawberry.field(
+        description="True when an idempotency key answered with the first result."
+    )
+
+
+CreateProductResult = Annotated[
+    CreateProductSuccess
+    | InvalidInputError
+    | AlreadyExistsError
+    | RuleBrokenError
+    | VersionConflictError,
+    strawberry.union("CreateProductResult"),
+]
+
+
+async def create_product(
+    info: strawberry.Info[Context, None],
+    input: CreateProductInput,
+    idempotency_key: str | None = None,
+) -> CreateProductResult:
+    outcome = await execute(
+        info,
+        CreateProduct(
+            sku=input.sku,
+            name=input.name,
+            price=input.price,
+            currency=input.currency,
+            description=input.description,
+            category=input.category,
+            tags=tuple(input.tags),
+            status=input.status.value,
+            initial_stock=input.initial_stock,
+        ),
+        idempotency_key,
+    )
+    if isinstance(outcome, Error):
+        return outcome  # type: ignore[return-value]
+    return CreateProductSuccess(
+        product=Product.from_document(product_document(outcome.snapshot)),
+        consistency_token=str(outcome.position),
+        replayed=outcome.replayed,
+    )

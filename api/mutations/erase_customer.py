@@ -1,0 +1,71 @@
+"""eraseCustomer: forget a customer's personal data; their orders remain."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from api.context import Context
+from api.errors import (
+    Error,
+    InvalidInputError,
+    NotFoundError,
+    RuleBrokenError,
+    VersionConflictError,
+)
+from api.mutations._command import execute
+from api.types import Customer, customer_document
+from domain.commands import EraseCustomer
+
+
+@strawberry.input
+class EraseCustomerInput:
+    customer_id: strawberry.ID
+    expected_version: int | None = strawberry.field(
+        default=None,
+        description="Apply only if the object is still at this version (optimistic concurrency).",
+    )
+
+
+@strawberry.type
+class EraseCustomerSuccess:
+    customer: Customer
+    consistency_token: str = strawberry.field(
+        description="Pass to a query's consistencyToken to read this write."
+    )
+    replayed: bool = strawberry.field(
+        description="True when an idempotency key answered with the first result."
+    )
+
+
+EraseCustomerResult = Annotated[
+    EraseCustomerSuccess
+    | InvalidInputError
+    | NotFoundError
+    | RuleBrokenError
+    | VersionConflictError,
+    strawberry.union("EraseCustomerResult"),
+]
+
+
+async def erase_customer(
+    info: strawberry.Info[Context, None],
+    input: EraseCustomerInput,
+    idempotency_key: str | None = None,
+) -> EraseCustomerResult:
+    outcome = await execute(
+        info,
+        EraseCustomer(
+            customer_id=str(input.customer_id),
+            expected_version=input.expected_version,
+        ),
+        idempotency_key,
+    )
+    if isinstance(outcome, Error):
+        return outcome  # type: ignore[return-value]
+    return EraseCustomerSuccess(
+        customer=Customer.from_document(customer_document(outcome.snapshot)),
+        consistency_token=str(outcome.position),
+        replayed=outcome.replayed,
+    )

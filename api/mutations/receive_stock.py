@@ -1,0 +1,73 @@
+"""receiveStock: add delivered units to a product's stock on hand."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from api.context import Context
+from api.errors import (
+    Error,
+    InvalidInputError,
+    NotFoundError,
+    RuleBrokenError,
+    VersionConflictError,
+)
+from api.mutations._command import execute
+from api.types import Product, product_document
+from domain.commands import ReceiveStock
+
+
+@strawberry.input
+class ReceiveStockInput:
+    product_id: strawberry.ID
+    quantity: int = strawberry.field(description="Units received, above zero.")
+    expected_version: int | None = strawberry.field(
+        default=None,
+        description="Apply only if the stock is still at this version (product.stock.version).",
+    )
+
+
+@strawberry.type
+class ReceiveStockSuccess:
+    product: Product
+    consistency_token: str = strawberry.field(
+        description="Pass to a query's consistencyToken to read this write."
+    )
+    replayed: bool = strawberry.field(
+        description="True when an idempotency key answered with the first result."
+    )
+
+
+ReceiveStockResult = Annotated[
+    ReceiveStockSuccess
+    | InvalidInputError
+    | NotFoundError
+    | RuleBrokenError
+    | VersionConflictError,
+    strawberry.union("ReceiveStockResult"),
+]
+
+
+async def receive_stock(
+    info: strawberry.Info[Context, None],
+    input: ReceiveStockInput,
+    idempotency_key: str | None = None,
+) -> ReceiveStockResult:
+    outcome = await execute(
+        info,
+        ReceiveStock(
+            product_id=str(input.product_id),
+            quantity=input.quantity,
+            expected_version=input.expected_version,
+        ),
+        idempotency_key,
+    )
+    if isinstance(outcome, Error):
+        return outcome  # type: ignore[return-value]
+    return ReceiveStockSuccess(
+        product=Product.from_document(product_document(outcome.snapshot)),
+        consistency_token=str(outcome.position),
+        replayed=outcome.replayed,
+    )

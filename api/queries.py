@@ -1,0 +1,234 @@
+"""The read side's GraphQL: every field answers from Elasticsearch, never the write database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from api.context import Context
+from api.extensions import UserError
+from api.types import Customer, Order, Product, ProductStatus
+from readmodel.queries import InvalidQuery, ProductFilter, ProductSort
+
+__all__ = ["Query"]
+
+Info = strawberry.Info[Context, None]
+
+ProductSortEnum = strawberry.enum(ProductSort, name="ProductSort")
+
+
+@strawberry.input(description="Every given condition must hold.")
+class ProductFilterInput:
+    categories: list[str] | None = None
+    tags: list[str] | None = strawberry.field(
+        default=None, description="Products with all of them."
+    )
+    min_price: int | None = strawberry.field(default=None, description="Minor units, inclusive.")
+    max_price: int | None = strawberry.field(default=None, description="Minor units, inclusive.")
+    in_stock: bool | None = None
+    statuses: list[ProductStatus] | None = strawberry.field(
+        default=None, description="Default: active products only."
+    )
+
+    def to_filter(self) -> ProductFilter:
+        for name in ("categories", "tags", "statuses"):
+            values = getattr(self, name)
+            if values is not None and len(values) > 50:
+                raise UserError(f"{name} takes at most 50 values", argument=f"filter.{name}")
+        return ProductFilter(
+            categories=tuple(self.categories or ()),
+            tags=tuple(self.tags or ()),
+            min_price=self.min_price,
+            max_price=self.max_price,
+            in_stock=self.in_stock,
+            statuses=tuple(s.value for s in self.statuses) if self.statuses else ("active",),
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class ProductEdge:
+    node: Product
+    cursor: str
+
+
+@strawberry.type
+class ProductConnection:
+    edges: list[ProductEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class ProductSuggestion:
+    id: strawberry.ID
+    sku: str
+    name: str
+
+
+@strawberry.type(description="How far one read model has got behind the write side.")
+class ProjectionStatus:
+    name: str
+    position: int = strawberry.field(description="Applied and searchable up to this position.")
+    head: int = strawberry.field(description="The newest event of the write side.")
+    lag_events: int
+    lag_seconds: float
+    owner: str | None
+
+
+@strawberry.type
+class ReadModelStatus:
+    projections: list[ProjectionStatus]
+    indexed_up_to: int = strawberry.field(
+        description="Every read model has applied events up to this consistency token."
+    )
+    checked_at: datetime
+
+
+_TOKEN_HELP = (
+    "A mutation's consistencyToken: wait (a bounded time) until the read model has "
+    "applied it. On timeout the answer comes anyway, flagged in extensions.consistency."
+)
+
+
+ConsistencyToken = Annotated[str | None, strawberry.argument(description=_TOKEN_HELP)]
+
+
+async def _consistent(info: Info, token: str | None, names: list[str]) -> None:
+    if token is None:
+        return
+    try:
+        position = int(token)
+        if position < 0:
+            raise ValueError
+    except ValueError:
+        raise UserError(
+            "consistencyToken is a token a mutation returned", argument="consistencyToken"
+        ) from None
+    app = info.context.app
+    stale = await app.reader.wait_for(position, names, app.settings.consistency_timeout)
+    if stale is not None:
+        info.context.stale.append(
+            {
+                "field": info.field_name,
+                "token": str(position),
+                "reached": str(stale.reached),
+                "behind": stale.behind,
+            }
+        )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One product by id or sku.")
+    async def product(
+        self,
+        info: Info,
+        id: strawberry.ID | None = None,
+        sku: str | None = None,
+        consistency_token: ConsistencyToken = None,
+    ) -> Product | None:
+        if (id is None) == (sku is None):
+            raise UserError("give exactly one of id and sku", argument="id")
+        await _consistent(info, consistency_token, ["products"])
+        reader = info.context.app.reader
+        if id is not None:
+            doc = await reader.get("products", str(id))
+        else:
+            doc = await reader.find_one("products", "sku", (sku or "").strip().upper())
+        return None if doc is None else Product.from_document(doc)
+
+    @strawberry.field(description="Search and browse products; a Relay-style connection.")
+    async def products(
+        self,
+        info: Info,
+        search: str | None = None,
+        filter: ProductFilterInput | None = None,
+        sort: ProductSortEnum | None = None,  # type: ignore[valid-type]
+        first: int = 20,
+        after: str | None = None,
+        consistency_token: ConsistencyToken = None,
+    ) -> ProductConnection:
+        await _consistent(info, consistency_token, ["products"])
+        try:
+            page = await info.context.app.reader.products(
+                search=search,
+                filter=filter.to_filter() if filter else None,
+                sort=sort,
+                first=first,
+                after=after,
+            )
+        except InvalidQuery as error:
+            raise UserError(str(error), argument=error.argument) from None
+        edges = [
+            ProductEdge(node=Product.from_document(doc), cursor=cursor)
+            for doc, cursor in zip(page.documents, page.cursors, strict=True)
+        ]
+        return ProductConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+            total_count=page.total,
+        )
+
+    @strawberry.field(description="Product names starting with a prefix, for autocomplete.")
+    async def product_suggestions(
+        self, info: Info, prefix: str, first: int = 10
+    ) -> list[ProductSuggestion]:
+        try:
+            docs = await info.context.app.reader.suggest_products(prefix, first)
+        except InvalidQuery as error:
+            raise UserError(str(error), argument=error.argument) from None
+        return [
+            ProductSuggestion(id=strawberry.ID(d["id"]), sku=d["sku"], name=d["name"]) for d in docs
+        ]
+
+    @strawberry.field(description="One order by id.")
+    async def order(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        consistency_token: ConsistencyToken = None,
+    ) -> Order | None:
+        await _consistent(info, consistency_token, ["orders"])
+        doc = await info.context.app.reader.get("orders", str(id))
+        return None if doc is None else Order.from_document(doc)
+
+    @strawberry.field(description="One customer by id, with lifetime figures.")
+    async def customer(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        consistency_token: ConsistencyToken = None,
+    ) -> Customer | None:
+        await _consistent(info, consistency_token, ["customers"])
+        doc = await info.context.app.reader.get("customers", str(id))
+        return None if doc is None else Customer.from_document(doc)
+
+    @strawberry.field(description="Where each read model is, against the write side's head.")
+    async def read_model(self, info: Info) -> ReadModelStatus:
+        app = info.context.app
+        lags = await app.lag()
+        return ReadModelStatus(
+            projections=[
+                ProjectionStatus(
+                    name=lag.name,
+                    position=lag.position,
+                    head=lag.head,
+                    lag_events=lag.lag_events,
+                    lag_seconds=round(lag.lag_seconds, 3),
+                    owner=lag.owner,
+                )
+                for lag in lags
+            ],
+            indexed_up_to=min((lag.position for lag in lags), default=0),
+            checked_at=app.now(),
+        )

@@ -1,0 +1,72 @@
+"""The GraphQL schema: queries from the read side, mutations to the command layer.
+
+`schema.graphql` at the repository's top is generated from this module
+(`make schema`); a test fails when the two differ.
+"""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.extensions.disable_introspection import DisableIntrospection
+
+from api.extensions import ConsistencyReport, ErrorCodes
+from api.mutations.adjust_stock import adjust_stock
+from api.mutations.cancel_order import cancel_order
+from api.mutations.change_price import change_price
+from api.mutations.create_product import create_product
+from api.mutations.discontinue_product import discontinue_product
+from api.mutations.erase_customer import erase_customer
+from api.mutations.pay_order import pay_order
+from api.mutations.place_order import place_order
+from api.mutations.receive_stock import receive_stock
+from api.mutations.register_customer import register_customer
+from api.mutations.ship_order import ship_order
+from api.mutations.update_product import update_product
+from api.queries import Query
+
+__all__ = ["LIMITS", "build_schema", "schema"]
+
+# Refused before execution; they hold against fragments too (strawberry >= 0.315.7).
+LIMITS = {"max_depth": 10, "max_aliases": 30, "max_tokens": 5000}
+
+
+@strawberry.type
+class Mutation:
+    create_product = strawberry.mutation(resolver=create_product)
+    update_product = strawberry.mutation(resolver=update_product)
+    change_price = strawberry.mutation(resolver=change_price)
+    discontinue_product = strawberry.mutation(resolver=discontinue_product)
+    receive_stock = strawberry.mutation(resolver=receive_stock)
+    adjust_stock = strawberry.mutation(resolver=adjust_stock)
+    register_customer = strawberry.mutation(resolver=register_customer)
+    erase_customer = strawberry.mutation(resolver=erase_customer)
+    place_order = strawberry.mutation(resolver=place_order)
+    pay_order = strawberry.mutation(resolver=pay_order)
+    ship_order = strawberry.mutation(resolver=ship_order)
+    cancel_order = strawberry.mutation(resolver=cancel_order)
+
+
+def build_schema(*, mask_errors: bool = True, introspection: bool = True) -> strawberry.Schema:
+    extensions: list[SchemaExtension | type[SchemaExtension]] = [
+        QueryDepthLimiter(max_depth=LIMITS["max_depth"]),
+        MaxAliasesLimiter(max_alias_count=LIMITS["max_aliases"]),
+        MaxTokensLimiter(max_token_count=LIMITS["max_tokens"]),
+        ParserCache(maxsize=1024),
+        ValidationCache(maxsize=1024),
+        ErrorCodes(mask=mask_errors),
+        ConsistencyReport,
+    ]
+    if not introspection:
+        extensions.append(DisableIntrospection())
+    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
+
+
+schema = build_schema()

@@ -1,0 +1,87 @@
+"""Stock: the units of one product on hand, and how many of them orders hold.
+
+Invariant: 0 <= reserved <= on_hand, always.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.aggregate import Aggregate
+from domain.events import StockAdjusted, StockCommitted, StockReceived, StockReleased, StockReserved
+from domain.rules import (
+    QuantityMustBePositive,
+    ReservedCannotExceedOnHand,
+    ReservedCannotGoNegative,
+    StockCannotGoNegative,
+)
+
+__all__ = ["InsufficientStock", "Stock"]
+
+
+class InsufficientStock(ReservedCannotExceedOnHand):
+    code = "INSUFFICIENT_STOCK"
+
+
+@dataclass(eq=False)
+class Stock(Aggregate):
+    """Keyed by its product's id: one stock per product."""
+
+    on_hand: int = 0
+    reserved: int = 0
+    units_sold: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    def receive(self, quantity: int) -> None:
+        quantity = QuantityMustBePositive.check(quantity)
+        self.on_hand += quantity
+        self.record(StockReceived(self.id, quantity=quantity, on_hand=self.on_hand))
+
+    def adjust(self, on_hand: int, reason: str = "") -> None:
+        """Set on-hand to a counted figure (a stocktake); reserved units must remain covered."""
+        StockCannotGoNegative.check(on_hand, field="onHand")
+        ReservedCannotExceedOnHand.check(self.reserved, on_hand, field="onHand")
+        if on_hand == self.on_hand:
+            return
+        old, self.on_hand = self.on_hand, on_hand
+        self.record(StockAdjusted(self.id, old_on_hand=old, on_hand=on_hand, reason=reason[:200]))
+
+    def reserve(self, order_id: str, quantity: int, field: str = "quantity") -> None:
+        quantity = QuantityMustBePositive.check(quantity, field)
+        if self.reserved + quantity > self.on_hand:
+            raise InsufficientStock(
+                f"{quantity} requested, {self.available} available", field=field
+            )
+        self.reserved += quantity
+        self.record(
+            StockReserved(self.id, order_id=order_id, quantity=quantity, reserved=self.reserved)
+        )
+
+    def release(self, order_id: str, quantity: int) -> None:
+        quantity = QuantityMustBePositive.check(quantity)
+        ReservedCannotGoNegative.check(self.reserved - quantity)
+        self.reserved -= quantity
+        self.record(
+            StockReleased(self.id, order_id=order_id, quantity=quantity, reserved=self.reserved)
+        )
+
+    def commit(self, order_id: str, quantity: int) -> None:
+        """Reserved units ship: they leave on-hand and the reservation together."""
+        quantity = QuantityMustBePositive.check(quantity)
+        ReservedCannotGoNegative.check(self.reserved - quantity)
+        self.reserved -= quantity
+        self.on_hand -= quantity
+        self.units_sold += quantity
+        self.record(
+            StockCommitted(
+                self.id,
+                order_id=order_id,
+                quantity=quantity,
+                on_hand=self.on_hand,
+                reserved=self.reserved,
+                units_sold=self.units_sold,
+            )
+        )

@@ -1,0 +1,196 @@
+"""The feed worker: outbox -> projections -> Elasticsearch -> checkpoint.
+
+One loop, per projection: take the lease, read the events after its
+checkpoint with the outbox's gap-safe read, build the documents, write them
+through the bulk writer (refreshed, so searchable), and only then advance
+the checkpoint. A crash anywhere before the advance replays the batch, which
+external versioning makes harmless. The loop wakes on a signal (a commit in
+this process, or LISTEN/NOTIFY on PostgreSQL) and polls anyway, so a lost
+wake-up costs latency, never data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from elasticsearch import AsyncElasticsearch
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from readmodel.bulk import BulkWriter
+from readmodel.checkpoints import Checkpoints
+from readmodel.projections import Projection
+from readmodel.setup import ensure_indexes
+from writemodel import outbox
+from writemodel.outbox import StoredEvent
+
+__all__ = ["Applied", "FeedWorker", "ProjectionLag"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A batch a projection has applied and made searchable."""
+
+    projection: str
+    events: list[StoredEvent]
+
+    @property
+    def position(self) -> int:
+        return self.events[-1].position
+
+
+@dataclass(frozen=True)
+class ProjectionLag:
+    name: str
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+    owner: str | None
+
+
+Listener = Callable[[Applied], Awaitable[None]]
+
+
+class FeedWorker:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        client: AsyncElasticsearch,
+        projections: list[Projection],
+        *,
+        index_prefix: str,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        lease: timedelta = timedelta(seconds=15),
+        owner: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.projections = projections
+        self.index_prefix = index_prefix
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.lease = lease
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.clock = clock
+        self.checkpoints = Checkpoints(engine)
+        self.writer = BulkWriter(client)
+        self.client = client
+        self.listeners: list[Listener] = []
+        self._indexes_ready = False
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def wake(self) -> None:
+        """New events may be there: look now instead of at the next poll."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        log.info("feed worker %s started", self.owner)
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    applied = await self.run_once()
+                    failures = 0
+                except Exception:
+                    failures += 1
+                    delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                    log.exception("feed batch failed; checkpoint kept, retrying in %.1fs", delay)
+                    await self._sleep(delay)
+                    continue
+                if applied == 0:
+                    await self._sleep(self.poll_interval)
+        finally:
+            for projection in self.projections:
+                try:
+                    await self.checkpoints.release(projection.name, self.owner)
+                except Exception:  # the lease will expire by itself
+                    log.warning("could not release lease of %s", projection.name)
+            log.info("feed worker %s stopped", self.owner)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def run_once(self) -> int:
+        """One batch per projection it holds; the number of events applied."""
+        if not self._indexes_ready:
+            await ensure_indexes(self.client, self.index_prefix)
+            self._indexes_ready = True
+        total = 0
+        for projection in self.projections:
+            total += await self._step(projection)
+        return total
+
+    async def run_until_caught_up(self, timeout: float = 60.0) -> None:
+        """Apply batches until every projection has reached the outbox head."""
+        async with asyncio.timeout(timeout):
+            while await self.run_once():
+                pass
+
+    async def _step(self, projection: Projection) -> int:
+        now = self.clock()
+        if not await self.checkpoints.acquire(projection.name, self.owner, now, self.lease):
+            return 0
+        checkpoint = await self.checkpoints.get(projection.name)
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_readonly=True)
+            batch = await outbox.read_after(conn, checkpoint.position, self.batch_size)
+            if not batch:
+                return 0
+            relevant = [e for e in batch if e.aggregate_type in projection.takes]
+            actions = await projection.project(conn, relevant) if relevant else []
+        if actions:
+            await self.writer.write(projection.index.alias(self.index_prefix), actions)
+        if not await self.checkpoints.advance(
+            projection.name, self.owner, batch[-1].position, self.clock()
+        ):
+            log.warning(
+                "lost the lease of %s before advancing; another worker goes on", projection.name
+            )
+            return 0
+        if relevant:
+            applied = Applied(projection.name, relevant)
+            for listener in self.listeners:
+                await listener(applied)
+        return len(batch)
+
+    async def lag(self) -> list[ProjectionLag]:
+        """Per projection: where it is, where the outbox is, and how far behind."""
+        now = self.clock()
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_readonly=True)
+            head, _ = await outbox.head(conn)
+            figures = []
+            for projection in self.projections:
+                checkpoint = await self.checkpoints.get(projection.name)
+                oldest = await outbox.read_after(conn, checkpoint.position, 1)
+                seconds = (now - oldest[0].occurred_at).total_seconds() if oldest else 0.0
+                figures.append(
+                    ProjectionLag(
+                        projection.name,
+                        checkpoint.position,
+                        head,
+                        max(0, head - checkpoint.position),
+                        max(0.0, seconds),
+                        checkpoint.owner,
+                    )
+                )
+            return figures

@@ -1,0 +1,124 @@
+"""Runs the query builders against the read models' aliases.
+
+Also answers "indexed up to": where each projection is, for read-your-writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch, NotFoundError
+
+from readmodel.checkpoints import Checkpoints
+from readmodel.indexes import INDEXES
+from readmodel.queries import (
+    ProductFilter,
+    ProductSort,
+    encode_cursor,
+    product_search,
+    product_suggest,
+)
+
+__all__ = ["Page", "Reader", "Staleness"]
+
+
+@dataclass(frozen=True)
+class Page:
+    documents: list[dict[str, Any]]
+    cursors: list[str]
+    total: int
+    has_next: bool
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """A read that asked for a position and did not get it in time."""
+
+    wanted: int
+    reached: int
+
+    @property
+    def behind(self) -> int:
+        return max(0, self.wanted - self.reached)
+
+
+class Reader:
+    def __init__(
+        self,
+        client: AsyncElasticsearch,
+        checkpoints: Checkpoints,
+        *,
+        index_prefix: str,
+        poll_interval: float = 0.02,
+    ) -> None:
+        self.client = client
+        self.checkpoints = checkpoints
+        self.prefix = index_prefix
+        self.poll_interval = poll_interval
+
+    def alias(self, name: str) -> str:
+        return INDEXES[name].alias(self.prefix)
+
+    async def get(self, name: str, id: str) -> dict[str, Any] | None:
+        try:
+            found = await self.client.get(index=self.alias(name), id=id)
+        except NotFoundError:
+            return None
+        source: dict[str, Any] = found["_source"]
+        return source
+
+    async def find_one(self, name: str, field: str, value: str) -> dict[str, Any] | None:
+        result = await self.client.search(
+            index=self.alias(name), query={"term": {field: value}}, size=1
+        )
+        hits = result["hits"]["hits"]
+        return hits[0]["_source"] if hits else None
+
+    async def search(self, name: str, body: dict[str, Any]) -> Page:
+        size = body["size"] - 1
+        result = await self.client.search(index=self.alias(name), body=body)
+        hits = result["hits"]["hits"]
+        page = hits[:size]
+        return Page(
+            documents=[h["_source"] for h in page],
+            cursors=[encode_cursor(h["sort"]) for h in page],
+            total=result["hits"]["total"]["value"],
+            has_next=len(hits) > size,
+        )
+
+    async def products(
+        self,
+        *,
+        search: str | None = None,
+        filter: ProductFilter | None = None,
+        sort: ProductSort | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> Page:
+        body = product_search(search=search, filter=filter, sort=sort, first=first, after=after)
+        return await self.search("products", body)
+
+    async def suggest_products(self, prefix: str, size: int = 10) -> list[dict[str, Any]]:
+        result = await self.client.search(
+            index=self.alias("products"), body=product_suggest(prefix, size)
+        )
+        return [option["_source"] for option in result["suggest"]["names"][0]["options"]]
+
+    async def reached(self, names: list[str]) -> int:
+        """The position every one of these projections has applied and made searchable."""
+        positions = [(await self.checkpoints.get(name)).position for name in names]
+        return min(positions) if positions else 0
+
+    async def wait_for(self, position: int, names: list[str], timeout: float) -> Staleness | None:
+        """Wait until the projections reach `position`; None when they did, else how far off."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reached = await self.reached(names)
+            if reached >= position:
+                return None
+            if time.monotonic() >= deadline:
+                return Staleness(position, reached)
+            await asyncio.sleep(self.poll_interval)

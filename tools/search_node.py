@@ -1,0 +1,619 @@
+"""Run a real, local Elasticsearch node without Docker.
+
+The node comes from Elasticsearch's own published artifact, the
+``integ-test-zip`` distribution on Maven Central (see docs/elasticsearch.md
+for why 8.19 and what the zip lacks). It runs on loopback, single-node, with
+security off, under ``<data-dir>/es-<port>/`` (config, data, logs, pid file).
+Elasticsearch refuses to run as root, so when we are root the node runs as
+the unprivileged system user ``bicameral``, created on first use.
+
+    python -m tools.search_node start --port 9250 --data-dir .data/test
+    python -m tools.search_node status|logs|stop --port 9250 --data-dir .data/test
+
+Standard library only: this runs before anything else is set up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import http.client
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_VERSION",
+    "SearchNodeError",
+    "ensure_distribution",
+    "ensure_running",
+    "logs",
+    "main",
+    "start",
+    "status",
+    "stop",
+]
+
+DEFAULT_VERSION = "8.19.21"
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVICE_USER = "bicameral"
+HEAP = "512m"
+DEFAULT_JDK = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+_ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
+_LOG_TAIL = 40
+
+# Loopback only: never send these requests through an http_proxy from the environment.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class SearchNodeError(RuntimeError):
+    """The node could not be set up, started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class _Node:
+    """Where one node (one HTTP port) keeps its files."""
+
+    port: int
+    url: str
+    root: Path
+    config: Path
+    data: Path
+    logs: Path
+    tmp: Path
+    pid_file: Path
+    lock_file: Path
+    output_file: Path  # what bin/elasticsearch printed
+    log_file: Path  # the node's own log
+
+    @classmethod
+    def at(cls, port: int, data_dir: Path) -> _Node:
+        root = Path(data_dir).expanduser().resolve() / f"es-{port}"
+        return cls(
+            port=port,
+            # 127.0.0.1 rather than localhost: the node does not listen on ::1.
+            url=f"http://127.0.0.1:{port}",
+            root=root,
+            config=root / "config",
+            data=root / "data",
+            logs=root / "logs",
+            tmp=root / "tmp",
+            pid_file=root / "node.pid",
+            lock_file=root / "start.lock",
+            output_file=root / "logs" / "startup.out",
+            log_file=root / "logs" / "bicameral.log",
+        )
+
+
+# -- the distribution ---------------------------------------------------------
+
+
+def _make_folder(path: Path) -> None:
+    """mkdir -p; the folders it creates get 0755 whatever the umask, so that the
+    unprivileged node user can reach what root prepared for it."""
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for folder in missing:
+        folder.chmod(0o755)
+
+
+def _cache_root() -> Path:
+    if override := os.environ.get("BICAMERAL_CACHE_DIR"):
+        return Path(override).expanduser().resolve()
+    if os.geteuid() == 0:
+        return Path("/var/cache/bicameral")
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "bicameral"
+
+
+def _maven_zip(version: str) -> Path:
+    """The zip in the local Maven repository, fetched with Maven the first time."""
+    repo = Path.home() / ".m2" / "repository"
+    artifact_dir = repo / "org/elasticsearch/distribution/integ-test-zip/elasticsearch" / version
+    path = artifact_dir / f"elasticsearch-{version}.zip"
+    if path.is_file():
+        return path
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise SearchNodeError(f"{path} is missing and Maven (mvn) is not installed to fetch it")
+    print(f"Fetching Elasticsearch {version} with Maven ...", flush=True)
+    result = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "dependency:get",
+            f"-Dartifact={_ARTIFACT.format(version=version)}",
+            "-Dtransitive=false",
+            f"-Dmaven.repo.local={repo}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0 or not path.is_file():
+        raise SearchNodeError(
+            f"mvn could not fetch {_ARTIFACT.format(version=version)} "
+            f"(exit {result.returncode}):\n{result.stdout}{result.stderr}"
+        )
+    return path
+
+
+def _check_sha1(path: Path) -> None:
+    sha1_file = path.with_name(path.name + ".sha1")
+    if not sha1_file.is_file():
+        return
+    expected = sha1_file.read_text().split()[0].strip().lower()
+    digest = hashlib.sha1(usedforsecurity=False)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise SearchNodeError(f"{path} does not match its sha1 ({expected}); delete it and retry")
+
+
+def _unzip(archive: Path, target: Path) -> None:
+    """Extract keeping the executable bits, everything readable by every user.
+
+    zipfile drops permissions; the node may run as another user than the one
+    unpacking, so files get a+r (a+x where the owner had x) and folders 0755.
+    """
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            extracted = Path(zf.extract(info, target))
+            if info.is_dir():
+                extracted.chmod(0o755)
+            else:
+                executable = (info.external_attr >> 16) & stat.S_IXUSR
+                extracted.chmod(0o755 if executable else 0o644)
+
+
+def ensure_distribution(version: str = DEFAULT_VERSION) -> Path:
+    """Return the Elasticsearch home for ``version``, fetching and unpacking it once."""
+    root = _cache_root()
+    home = root / f"elasticsearch-{version}"
+    if (home / "bin" / "elasticsearch").is_file():
+        return home
+    archive = _maven_zip(version)
+    _check_sha1(archive)
+    _make_folder(root)
+    print(f"Unpacking {archive.name} into {home} ...", flush=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".elasticsearch-{version}.", dir=root))
+    try:
+        _unzip(archive, staging)
+        unpacked = staging / f"elasticsearch-{version}"
+        # The node looks for plugins/ in its home; the zip does not ship one.
+        (unpacked / "plugins").mkdir(mode=0o755, exist_ok=True)
+        try:
+            unpacked.rename(home)  # atomic: a home is either complete or absent
+        except OSError:
+            if not (home / "bin" / "elasticsearch").is_file():
+                raise
+            # Another process unpacked it first; theirs is as good as ours.
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return home
+
+
+# -- processes and files ------------------------------------------------------
+
+
+def _java_home() -> Path:
+    for variable in ("ES_JAVA_HOME", "JAVA_HOME"):
+        value = os.environ.get(variable)
+        if value and (Path(value) / "bin" / "java").is_file():
+            return Path(value)
+    if (DEFAULT_JDK / "bin" / "java").is_file():
+        return DEFAULT_JDK
+    if java := shutil.which("java"):
+        return Path(java).resolve().parents[1]
+    raise SearchNodeError("no Java found: install a JDK (17 or newer) or set ES_JAVA_HOME")
+
+
+def _service_account() -> tuple[int, int]:
+    """uid and gid of the unprivileged user the node runs as when we are root."""
+    try:
+        entry = pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        useradd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+        result = subprocess.run(
+            [*useradd, SERVICE_USER],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        try:
+            entry = pwd.getpwnam(SERVICE_USER)  # a concurrent useradd may have won
+        except KeyError:
+            raise SearchNodeError(
+                f"could not create the system user {SERVICE_USER!r}: {result.stderr.strip()}"
+            ) from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _check_reachable(path: Path, uid: int, gid: int) -> None:
+    """Fail early, and clearly, when ``uid`` cannot walk down to ``path``."""
+    for folder in [path, *path.parents]:
+        st = folder.stat()
+        if st.st_uid == uid:
+            ok = st.st_mode & stat.S_IXUSR
+        elif st.st_gid == gid:
+            ok = st.st_mode & stat.S_IXGRP
+        else:
+            ok = st.st_mode & stat.S_IXOTH
+        if not ok:
+            raise SearchNodeError(
+                f"user {SERVICE_USER!r} cannot enter {folder} (mode {stat.filemode(st.st_mode)}); "
+                f"allow it (chmod o+x {folder}) or choose another data or cache folder"
+            )
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.lchown(root, uid, gid)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.lstat(path).st_uid != uid:
+                os.lchown(path, uid, gid)
+
+
+def _is_node_process(pid: int) -> bool:
+    """True when ``pid`` is a live (not zombie) Elasticsearch server process."""
+    proc = Path("/proc") / str(pid)
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and b"org.elasticsearch" in cmdline
+
+
+def _node_pid(node: _Node) -> int | None:
+    """The pid from the pid file if that process is still our node."""
+    try:
+        pid = int(node.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _is_node_process(pid) else None
+
+
+def _get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    try:
+        with _HTTP.open(url, timeout=timeout) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:
+        error.close()  # it holds the connection open
+        return None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _probe(url: str) -> str | None:
+    """The version of the Elasticsearch node answering at ``url``, if one does.
+
+    Not ``GET /``: that endpoint lives in the rest-root module, which the
+    integ-test-zip does not ship (it answers 405).
+    """
+    found = _get_json(f"{url}/_nodes/_local?filter_path=nodes.*.version")
+    nodes = found.get("nodes") if found else None
+    if not isinstance(nodes, dict) or not nodes:
+        return None
+    return str(next(iter(nodes.values())).get("version"))
+
+
+def _health(url: str) -> str | None:
+    health = _get_json(f"{url}/_cluster/health")
+    return str(health["status"]) if health and "status" in health else None
+
+
+def _tail(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of a file, read from its end (logs can be large)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            position, chunk = f.tell(), b""
+            while position > 0 and chunk.count(b"\n") <= lines:
+                step = min(64 * 1024, position)
+                position -= step
+                f.seek(position)
+                chunk = f.read(step) + chunk
+    except OSError:
+        return ""
+    return b"\n".join(chunk.splitlines()[-lines:]).decode(errors="replace")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise starts of the same node (parallel test workers, two shells)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _settings(node: _Node) -> str:
+    settings: dict[str, object] = {
+        "cluster.name": "bicameral",
+        "node.name": f"bicameral-{node.port}",
+        "path.data": str(node.data),
+        "path.logs": str(node.logs),
+        "network.host": "127.0.0.1",
+        "http.port": node.port,
+        "transport.port": 0,  # any free port: a single node never dials its transport
+        "discovery.type": "single-node",
+        "xpack.security.enabled": False,
+        # The shared disk may be fairly full; a test node must not go read-only over it.
+        "cluster.routing.allocation.disk.threshold_enabled": False,
+        "action.destructive_requires_name": False,
+    }
+    lines = [f"{key}: {json.dumps(value)}" for key, value in settings.items()]
+    return "# Written by tools/search_node.py on every start.\n" + "\n".join(lines) + "\n"
+
+
+def _prepare(node: _Node, home: Path) -> None:
+    for folder in (node.root, node.data, node.logs, node.tmp):
+        folder.mkdir(parents=True, exist_ok=True)
+    if not node.config.exists():
+        shutil.copytree(home / "config", node.config)
+    (node.config / "elasticsearch.yml").write_text(_settings(node))
+    options = node.config / "jvm.options.d"
+    options.mkdir(exist_ok=True)
+    (options / "bicameral.options").write_text(f"-Xms{HEAP}\n-Xmx{HEAP}\n")
+
+
+def _launch(node: _Node, home: Path, java_home: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ES_JAVA_HOME": str(java_home),
+        "ES_PATH_CONF": str(node.config),
+        "ES_TMPDIR": str(node.tmp),
+        "HOME": str(node.root),
+    }
+    env.pop("JAVA_HOME", None)  # the launcher warns about it; ES_JAVA_HOME wins anyway
+    identity: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        uid, gid = _service_account()
+        for path in (home, java_home, node.root):
+            _check_reachable(path, uid, gid)
+        _chown_tree(node.root, uid, gid)
+        identity = {"user": uid, "group": gid, "extra_groups": []}
+    node.pid_file.unlink(missing_ok=True)
+    with node.output_file.open("wb") as output:
+        # -d: the launcher returns once the node has started (or failed) and the
+        # node lives on in its own session, outliving whoever started it.
+        return subprocess.Popen(
+            [str(home / "bin" / "elasticsearch"), "-d", "-p", str(node.pid_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=node.logs,  # the JVM writes gc.log and crash files into its working folder
+            env=env,
+            start_new_session=True,
+            **identity,
+        )
+
+
+def _failure(node: _Node, reason: str) -> SearchNodeError:
+    return SearchNodeError(
+        f"{reason}\n"
+        f"--- output of bin/elasticsearch ({node.output_file}) ---\n"
+        f"{_tail(node.output_file, _LOG_TAIL)}\n"
+        f"--- last {_LOG_TAIL} lines of {node.log_file} ---\n"
+        f"{_tail(node.log_file, _LOG_TAIL)}"
+    )
+
+
+def _terminate(pid: int, grace: float = 30.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _is_node_process(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _is_node_process(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _is_node_process(pid):
+            time.sleep(0.1)
+
+
+def _abort(node: _Node, launcher: subprocess.Popen[bytes] | None) -> None:
+    """Stop a start that failed, so the next attempt begins from nothing."""
+    if launcher is not None and launcher.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)  # launcher and node share its session
+        launcher.wait()
+    if (pid := _node_pid(node)) is not None:
+        _terminate(pid, grace=5.0)
+    node.pid_file.unlink(missing_ok=True)
+
+
+def _wait_ready(node: _Node, deadline: float, launcher: subprocess.Popen[bytes] | None) -> str:
+    """Wait for yellow or green and return the version; fail fast when the node dies."""
+    while True:
+        if launcher is not None and launcher.poll() not in (None, 0):
+            raise _failure(node, f"Elasticsearch failed to start (exit {launcher.returncode})")
+        if _health(node.url) in ("yellow", "green") and (version := _probe(node.url)):
+            return version
+        launched = launcher is None or launcher.returncode == 0
+        if launched and _node_pid(node) is None and _probe(node.url) is None:
+            raise _failure(node, f"Elasticsearch on {node.url} stopped while starting")
+        if time.monotonic() > deadline:
+            raise _failure(node, f"Elasticsearch did not become ready on {node.url} in time")
+        time.sleep(0.5)
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _describe(running: str, node: _Node) -> str:
+    pid = _node_pid(node)
+    where = f"pid {pid}, {node.root}" if pid else "not started from this data folder"
+    return f"Elasticsearch {running} at {node.url} ({where})"
+
+
+def _start(port: int, data_dir: Path, version: str, timeout: float, *, quiet: bool) -> str:
+    node = _Node.at(port, data_dir)
+    _make_folder(node.root)
+    with _locked(node.lock_file):
+        running = _probe(node.url)
+        if running is None and _node_pid(node) is not None:  # launched, not ready yet
+            running = _wait_ready(node, time.monotonic() + timeout, None)
+        if running is not None:
+            if not quiet:
+                print(f"Already running: {_describe(running, node)}", flush=True)
+            if running != version:
+                print(f"note: {node.url} runs {running}, not {version}", file=sys.stderr)
+            return node.url
+        if _port_taken(port):
+            raise SearchNodeError(f"port {port} is taken by something that is not Elasticsearch")
+        home = ensure_distribution(version)
+        _prepare(node, home)
+        began = time.monotonic()
+        launcher = _launch(node, home, _java_home())
+        try:
+            running = _wait_ready(node, began + timeout, launcher)
+            # The launcher (-d) exits right after the node has started; reap it.
+            launcher.wait(timeout=max(1.0, began + timeout - time.monotonic()))
+        except BaseException:
+            _abort(node, launcher)
+            raise
+        elapsed = time.monotonic() - began
+        print(f"Started {_describe(running, node)} in {elapsed:.1f}s", flush=True)
+        return node.url
+
+
+# -- the public face -----------------------------------------------------------
+
+
+def start(
+    *,
+    port: int = 9200,
+    data_dir: Path,
+    version: str = DEFAULT_VERSION,
+    timeout: float = 120.0,
+) -> str:
+    """Start a node on 127.0.0.1:``port`` unless one runs there; return its URL."""
+    return _start(port, data_dir, version, timeout, quiet=False)
+
+
+def ensure_running(port: int, data_dir: Path) -> str:
+    """:func:`start`, silent when the node is already up; for the test suite."""
+    return _start(port, data_dir, DEFAULT_VERSION, 120.0, quiet=True)
+
+
+def stop(port: int, data_dir: Path) -> bool:
+    """Stop the node started from ``data_dir`` on ``port``; True if one was running."""
+    node = _Node.at(port, data_dir)
+    with contextlib.ExitStack() as stack:
+        if node.root.is_dir():  # wait for a start in progress rather than race it
+            stack.enter_context(_locked(node.lock_file))
+        pid = _node_pid(node)
+        if pid is None:
+            node.pid_file.unlink(missing_ok=True)
+            if _probe(node.url):
+                print(f"A node answers on {node.url} but was not started from {node.root}.")
+            else:
+                print(f"No node running on {node.url}.")
+            return False
+        _terminate(pid)
+        node.pid_file.unlink(missing_ok=True)
+    print(f"Stopped Elasticsearch on {node.url} (pid {pid}).")
+    return True
+
+
+def status(port: int, data_dir: Path) -> dict[str, Any]:
+    """running, pid, url, version and health of the node on ``port``."""
+    node = _Node.at(port, data_dir)
+    version = _probe(node.url)
+    return {
+        "running": version is not None,
+        "pid": _node_pid(node),
+        "url": node.url,
+        "version": version,
+        "health": _health(node.url) if version else None,
+        "folder": str(node.root),
+        "log": str(node.log_file),
+    }
+
+
+def logs(port: int, data_dir: Path, lines: int = 100) -> str:
+    """The last ``lines`` lines of the node's log (or of its launcher's output)."""
+    node = _Node.at(port, data_dir)
+    return _tail(node.log_file, lines) or _tail(node.output_file, lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``search-node start|stop|status|logs``; status exits 3 when no node runs."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("SEARCH_NODE_PORT", "9200")),
+        help="HTTP port on 127.0.0.1 (env SEARCH_NODE_PORT, default 9200)",
+    )
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DATA_DIR") or REPO_ROOT / ".data"),
+        help="folder holding es-<port>/ (env DATA_DIR, default <repo>/.data)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="bicameral search-node",
+        description="Run a local Elasticsearch node for development and tests.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    begin = commands.add_parser("start", parents=[common], help="start the node (idempotent)")
+    begin.add_argument("--version", default=DEFAULT_VERSION, help="Elasticsearch version")
+    begin.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for it")
+    commands.add_parser("stop", parents=[common], help="stop the node")
+    commands.add_parser("status", parents=[common], help="show the node's state")
+    tail = commands.add_parser("logs", parents=[common], help="print the end of the node's log")
+    tail.add_argument("--lines", type=int, default=100)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "start":
+            start(
+                port=args.port, data_dir=args.data_dir, version=args.version, timeout=args.timeout
+            )
+        elif args.command == "stop":
+            stop(args.port, args.data_dir)
+        elif args.command == "status":
+            state = status(args.port, args.data_dir)
+            for key, value in state.items():
+                print(f"{key:8} {'-' if value is None else value}")
+            return 0 if state["running"] else 3
+        else:
+            print(logs(args.port, args.data_dir, args.lines))
+    except SearchNodeError as error:
+        print(f"search-node: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

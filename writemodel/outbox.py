@@ -1,0 +1,128 @@
+"""The transactional outbox: events appended in the command's own transaction,
+and read back by the feed in an order that never skips one.
+
+Gap safety. A reader that asks for `position > last` must never see position
+N+1 committed while N is still to come. On PostgreSQL a sequence value is
+taken at insert and becomes visible at commit, so two writers can commit out
+of order. We serialise the *append* instead: each transaction takes one
+transaction-scoped advisory lock right before it inserts its events and holds
+it until it commits or rolls back. Positions are therefore drawn and made
+visible in the same order, and the plain `position > last` read is safe by
+construction. The cost: event-writing transactions serialise over the short
+stretch from their first event insert to their commit (state updates before
+it still run in parallel). On SQLite the database write lock, taken at BEGIN
+IMMEDIATE, gives the same order for free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.events import Event
+from writemodel.tables import events
+
+__all__ = ["NOTIFY_CHANNEL", "StoredEvent", "append", "head", "read_after"]
+
+# Any fixed 64-bit key; it names "the outbox append lock" for this database.
+_APPEND_LOCK_KEY = 0x0B1CA3E1
+NOTIFY_CHANNEL = "bicameral_outbox"
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    position: int
+    aggregate_type: str
+    aggregate_id: str
+    aggregate_version: int
+    event_type: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+    correlation_id: str
+
+
+async def append(
+    conn: AsyncConnection,
+    recorded: Sequence[tuple[int, Event]],
+    *,
+    correlation_id: str,
+    now: datetime,
+) -> int | None:
+    """Append events in the caller's transaction; return the last position."""
+    if not recorded:
+        return None
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        await conn.execute(select(func.pg_advisory_xact_lock(_APPEND_LOCK_KEY)))
+    rows = [
+        {
+            "aggregate_type": event.aggregate_type,
+            "aggregate_id": event.aggregate_id,
+            "aggregate_version": version,
+            "event_type": event.event_type,
+            "payload": event.payload(),
+            "occurred_at": now,
+            "correlation_id": correlation_id,
+        }
+        for version, event in recorded
+    ]
+    last = 0
+    # One statement per row keeps RETURNING portable across both databases
+    # and the rows' positions in the order the events were recorded.
+    for row in rows:
+        result = await conn.execute(insert(events).values(row).returning(events.c.position))
+        last = result.scalar_one()
+    if postgres:
+        # Delivered at commit, never for a rollback; a wake-up, not the data.
+        await conn.execute(
+            text("SELECT pg_notify(:channel, :pos)"),
+            {
+                "channel": NOTIFY_CHANNEL,
+                "pos": str(last),
+            },
+        )
+    return last
+
+
+async def read_after(conn: AsyncConnection, position: int, limit: int) -> list[StoredEvent]:
+    """Events after `position`, at most `limit`, in position order; gap-safe (see above)."""
+    result = await conn.execute(
+        select(events).where(events.c.position > position).order_by(events.c.position).limit(limit)
+    )
+    return [
+        StoredEvent(
+            position=row.position,
+            aggregate_type=row.aggregate_type,
+            aggregate_id=row.aggregate_id,
+            aggregate_version=row.aggregate_version,
+            event_type=row.event_type,
+            payload=row.payload,
+            occurred_at=as_utc(row.occurred_at),
+            correlation_id=row.correlation_id,
+        )
+        for row in result
+    ]
+
+
+async def head(conn: AsyncConnection) -> tuple[int, datetime | None]:
+    """The newest committed position and its time (0, None on an empty outbox)."""
+    row = (
+        await conn.execute(
+            select(events.c.position, events.c.occurred_at)
+            .order_by(events.c.position.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return 0, None
+    return row.position, as_utc(row.occurred_at)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; every time we store is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

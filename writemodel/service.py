@@ -1,0 +1,126 @@
+"""The command service: runs one command in one unit of work.
+
+It adds what no single handler should know about: idempotency keys, the
+retry of a command that lost an optimistic race it did not ask to guard,
+correlation ids, and the consistency token (the position of the command's
+last event, or the outbox head when it changed nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from domain.commands import Command
+from domain.errors import ConcurrencyConflict, DomainError
+from writemodel.handlers import HANDLERS, Context
+from writemodel.unit_of_work import IdempotencyRace, Remember, UnitOfWork
+
+__all__ = ["CommandOutcome", "CommandService", "IdempotencyKeyReused"]
+
+log = logging.getLogger(__name__)
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    kind: str
+    snapshot: dict[str, Any]
+    # The position a reader must reach to see this command's effect.
+    position: int
+    # True when an idempotency key answered with the first result, writing nothing.
+    replayed: bool = False
+
+
+def request_hash(command: Command) -> str:
+    body = json.dumps(
+        {"command": type(command).__name__, "input": asdict(command)},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class CommandService:
+    # Commands that did not name a version are retried when another writer
+    # won the race for the same row: their intent does not depend on it.
+    max_attempts = 5
+
+    def __init__(
+        self,
+        unit_of_work: Callable[[], UnitOfWork],
+        *,
+        idempotency_ttl: timedelta = timedelta(hours=24),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self.unit_of_work = unit_of_work
+        self.idempotency_ttl = idempotency_ttl
+        self.clock = clock
+        self.new_id = new_id
+
+    async def execute(
+        self,
+        command: Command,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> CommandOutcome:
+        handler = HANDLERS[type(command)]
+        correlation_id = correlation_id or str(uuid.uuid4())
+        digest = request_hash(command) if idempotency_key else ""
+        guarded = getattr(command, "expected_version", None) is not None
+        attempt = 0
+        while True:
+            attempt += 1
+            now = self.clock()
+            async with self.unit_of_work() as uow:
+                if idempotency_key:
+                    replay = await self._replay(uow, idempotency_key, digest, now)
+                    if replay is not None:
+                        return replay
+                changed = await handler(command, uow, Context(now, self.new_id))
+                remember = None
+                if idempotency_key:
+                    remember = Remember(
+                        idempotency_key,
+                        digest,
+                        {"kind": changed.kind, "snapshot": changed.snapshot},
+                        now + self.idempotency_ttl,
+                    )
+                try:
+                    position = await uow.commit(
+                        correlation_id=correlation_id, now=now, remember=remember
+                    )
+                except ConcurrencyConflict:
+                    if guarded or attempt >= self.max_attempts:
+                        raise
+                    log.info("retrying %s after a concurrent write", type(command).__name__)
+                    continue
+                except IdempotencyRace:
+                    if attempt >= self.max_attempts:
+                        raise
+                    continue  # the other request won: the next attempt replays its result
+            return CommandOutcome(changed.kind, changed.snapshot, position)
+
+    async def _replay(
+        self, uow: UnitOfWork, key: str, digest: str, now: datetime
+    ) -> CommandOutcome | None:
+        remembered = await uow.recall(key, now)
+        if remembered is None:
+            return None
+        if remembered.request_hash != digest:
+            raise IdempotencyKeyReused(
+                "this idempotency key was used with a different input", field="idempotencyKey"
+            )
+        result = remembered.result
+        return CommandOutcome(result["kind"], result["snapshot"], result["position"], True)

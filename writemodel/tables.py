@@ -1,0 +1,156 @@
+"""The write database's tables (SQLAlchemy Core), mapped to the domain by the
+repositories. Alembic migrations under `migrations/` create exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "checkpoints",
+    "customers",
+    "events",
+    "idempotency_keys",
+    "metadata",
+    "order_lines",
+    "orders",
+    "products",
+    "stock",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT on PostgreSQL; on SQLite an INTEGER PRIMARY KEY is the rowid, which
+# AUTOINCREMENT keeps strictly growing (no reuse after deletes).
+_Position = BigInteger().with_variant(Integer(), "sqlite")
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("sku", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("category", String(100), nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("price", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("price > 0", name="price_positive"),
+)
+
+stock = Table(
+    "stock",
+    metadata,
+    Column("product_id", String(36), ForeignKey("products.id"), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("on_hand", Integer, nullable=False),
+    Column("reserved", Integer, nullable=False),
+    Column("units_sold", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The domain enforces these; the database refuses them too, as a last line.
+    CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="reserved_within_on_hand"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("version", Integer, nullable=False),
+    # NULL once erased; unique among the rest.
+    Column("email", String(254), unique=True),
+    Column("name", String(200)),
+    Column("erased", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("customer_id", String(36), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("paid_at", DateTime(timezone=True)),
+    Column("shipped_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("order_id", String(36), ForeignKey("orders.id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("product_id", String(36), ForeignKey("products.id"), nullable=False, index=True),
+    Column("sku", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", BigInteger, nullable=False),
+)
+
+# The transactional outbox: every event, in the order the feed must read it.
+events = Table(
+    "events",
+    metadata,
+    Column("position", _Position, primary_key=True, autoincrement=True),
+    Column("aggregate_type", String(32), nullable=False),
+    Column("aggregate_id", String(36), nullable=False),
+    Column("aggregate_version", Integer, nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+    Index(
+        "ix_events_aggregate", "aggregate_type", "aggregate_id", "aggregate_version", unique=True
+    ),
+    sqlite_autoincrement=True,
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Where each projection has got to, and which worker holds it (a lease).
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", _Position, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("owner", String(128)),
+    Column("lease_until", DateTime(timezone=True)),
+)
