@@ -115,11 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     readmodel = commands.add_parser("readmodel", help="read model status")
     readmodel.add_argument("action", choices=["status"])
 
-    args = parser.parse_args(argv)
-    if args.command == "search-node":
-        from tools import search_node
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["search-node"]:
+        from tools import search_node  # its own options, help included
 
-        return search_node.main(args.rest)
+        return search_node.main(argv[1:])
+    args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as error:

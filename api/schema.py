@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import strawberry
 from strawberry.extensions import (
     MaxAliasesLimiter,
@@ -55,17 +57,19 @@ class Mutation:
 
 
 def build_schema(*, mask_errors: bool = True, introspection: bool = True) -> strawberry.Schema:
-    extensions: list[SchemaExtension | type[SchemaExtension]] = [
-        QueryDepthLimiter(max_depth=LIMITS["max_depth"]),
-        MaxAliasesLimiter(max_alias_count=LIMITS["max_aliases"]),
-        MaxTokensLimiter(max_token_count=LIMITS["max_tokens"]),
-        ParserCache(maxsize=1024),
-        ValidationCache(maxsize=1024),
-        ErrorCodes(mask=mask_errors),
+    # Factories: strawberry builds fresh extensions per request. The parser and
+    # validation caches live at module level, so they still serve every request.
+    extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
+        lambda: QueryDepthLimiter(max_depth=LIMITS["max_depth"]),
+        lambda: MaxAliasesLimiter(max_alias_count=LIMITS["max_aliases"]),
+        lambda: MaxTokensLimiter(max_token_count=LIMITS["max_tokens"]),
+        lambda: ParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+        lambda: ErrorCodes(mask=mask_errors),
         ConsistencyReport,
     ]
     if not introspection:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
 
 

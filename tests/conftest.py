@@ -76,8 +76,22 @@ def _elasticsearch_header() -> str:
 
 
 def _node_version(url: str, timeout: float = 5.0) -> str:
-    with _DIRECT.open(url, timeout=timeout) as response:
-        return str(json.load(response)["version"]["number"])
+    # Not `GET /`: the bare distribution lacks the module that serves it (405).
+    nodes_url = f"{url.rstrip('/')}/_nodes/_local?filter_path=nodes.*.version"
+    with _DIRECT.open(nodes_url, timeout=timeout) as response:
+        nodes = json.load(response)["nodes"]
+        return str(next(iter(nodes.values()))["version"])
+
+
+# What the suite really ran against, filled in by the fixtures, reported at the end.
+_RAN_AGAINST: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _RAN_AGAINST:
+        terminalreporter.section("real services this run used")
+        for line in _RAN_AGAINST.values():
+            terminalreporter.write_line(line)
 
 
 def _failure(reason: str) -> BaseException:
@@ -97,6 +111,7 @@ def postgres_server_url() -> Iterator[str]:
             pg_server.server_version(given)
         except pg_server.PostgresServerError as exc:
             raise _failure(f"{POSTGRES_URL_ENV} names no usable server: {exc}") from None
+        _RAN_AGAINST["postgres"] = f"PostgreSQL {pg_server.server_version(given)}, given"
         yield given
         return
     server = pg_server.PostgresServer()
@@ -104,6 +119,9 @@ def postgres_server_url() -> Iterator[str]:
         server.start()
     except pg_server.PostgresServerError as exc:
         raise _failure(f"could not start PostgreSQL (or set {POSTGRES_URL_ENV}): {exc}") from None
+    _RAN_AGAINST["postgres"] = (
+        f"PostgreSQL {pg_server.server_version(server.dsn())}, started by the suite"
+    )
     try:
         yield server.dsn()
     finally:
@@ -115,6 +133,7 @@ def elasticsearch_url() -> str:
     """The base URL of a real Elasticsearch node."""
     given = os.environ.get(ELASTICSEARCH_URL_ENV)
     if given:
+        _RAN_AGAINST["elasticsearch"] = f"Elasticsearch {_node_version(given)} at {given}, given"
         return given
     try:
         # Imported here: only tests that ask for a node depend on the module.
@@ -127,6 +146,7 @@ def elasticsearch_url() -> str:
         raise _failure(
             f"could not start Elasticsearch (or set {ELASTICSEARCH_URL_ENV}): {exc!r}"
         ) from None
+    _RAN_AGAINST["elasticsearch"] = f"Elasticsearch {_node_version(url)} at {url}, local node"
     return url
 
 

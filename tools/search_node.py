@@ -199,11 +199,9 @@ def ensure_distribution(version: str = DEFAULT_VERSION) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".elasticsearch-{version}.", dir=root))
     try:
         _unzip(archive, staging)
-        unpacked = staging / f"elasticsearch-{version}"
-        # The node looks for plugins/ in its home; the zip does not ship one.
-        (unpacked / "plugins").mkdir(mode=0o755, exist_ok=True)
         try:
-            unpacked.rename(home)  # atomic: a home is either complete or absent
+            # Atomic: a home is either complete or absent.
+            (staging / f"elasticsearch-{version}").rename(home)
         except OSError:
             if not (home / "bin" / "elasticsearch").is_file():
                 raise
@@ -317,7 +315,8 @@ def _probe(url: str) -> str | None:
     nodes = found.get("nodes") if found else None
     if not isinstance(nodes, dict) or not nodes:
         return None
-    return str(next(iter(nodes.values())).get("version"))
+    version = next(iter(nodes.values())).get("version")
+    return str(version) if version else None
 
 
 def _health(url: str) -> str | None:
@@ -375,7 +374,10 @@ def _prepare(node: _Node, home: Path) -> None:
     for folder in (node.root, node.data, node.logs, node.tmp):
         folder.mkdir(parents=True, exist_ok=True)
     if not node.config.exists():
-        shutil.copytree(home / "config", node.config)
+        staging = node.root / "config.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(home / "config", staging)
+        staging.rename(node.config)
     (node.config / "elasticsearch.yml").write_text(_settings(node))
     options = node.config / "jvm.options.d"
     options.mkdir(exist_ok=True)
@@ -425,16 +427,20 @@ def _failure(node: _Node, reason: str) -> SearchNodeError:
 
 
 def _terminate(pid: int, grace: float = 30.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _is_node_process(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _is_node_process(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        while _is_node_process(pid):
-            time.sleep(0.1)
+    """SIGTERM, and SIGKILL if the node has not exited after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            raise SearchNodeError(f"not allowed to stop pid {pid} (another user's)") from None
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _is_node_process(pid):
+                return
+            time.sleep(0.2)
+    raise SearchNodeError(f"pid {pid} is still alive after SIGKILL")
 
 
 def _abort(node: _Node, launcher: subprocess.Popen[bytes] | None) -> None:
@@ -496,8 +502,10 @@ def _start(port: int, data_dir: Path, version: str, timeout: float, *, quiet: bo
         launcher = _launch(node, home, _java_home())
         try:
             running = _wait_ready(node, began + timeout, launcher)
-            # The launcher (-d) exits right after the node has started; reap it.
-            launcher.wait(timeout=max(1.0, began + timeout - time.monotonic()))
+            try:
+                launcher.wait(timeout=30)  # with -d it exits once the node has started
+            except subprocess.TimeoutExpired:
+                raise _failure(node, "bin/elasticsearch -d did not return") from None
         except BaseException:
             _abort(node, launcher)
             raise
