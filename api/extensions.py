@@ -10,7 +10,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
 
-__all__ = ["ConsistencyReport", "ErrorCodes", "UserError"]
+__all__ = ["ConsistencyReport", "MaskInternalErrors", "UserError", "with_error_codes"]
 
 log = logging.getLogger("api.errors")
 
@@ -30,13 +30,12 @@ def _is_internal(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
-class ErrorCodes(MaskErrors):
-    """Every error gets `extensions.code`. Internal errors are logged with their
-    traceback and, when masking is on, reach the client as a bare code."""
+class MaskInternalErrors(MaskErrors):
+    """Internal errors are logged with their traceback and, when masking is on,
+    reach the client as a bare message with code INTERNAL_SERVER_ERROR."""
 
     def __init__(self, mask: bool) -> None:
         super().__init__(should_mask_error=lambda error: mask and _is_internal(error))
-        self.mask = mask
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         masked = super().anonymise_error(error)
@@ -47,21 +46,30 @@ class ErrorCodes(MaskErrors):
         for error in errors:
             if _is_internal(error):
                 log.error("internal error at %s", error.path, exc_info=error.original_error)
-        processed = super()._process_errors(errors)
-        for error in processed:
-            extensions = dict(error.extensions or {})
-            if "code" not in extensions:
-                original = error.original_error
-                if isinstance(original, GraphQLError) and original.extensions:
-                    extensions.update(original.extensions)
-                if "code" not in extensions:
-                    extensions["code"] = (
-                        "INTERNAL_SERVER_ERROR"
-                        if _is_internal(error)
-                        else "GRAPHQL_VALIDATION_FAILED"
-                    )
-            error.extensions = extensions
-        return processed
+        return super()._process_errors(errors)
+
+
+def with_error_codes(errors: list[GraphQLError] | None) -> None:
+    """Give every error a stable `extensions.code`.
+
+    Applied to the finished result rather than in an extension hook: an error
+    raised while parsing (a syntax error, the token limit) leaves the
+    operation hooks early, and must still get its code."""
+    for error in errors or ():
+        extensions = dict(error.extensions or {})
+        if "code" in extensions:
+            continue
+        original = error.original_error
+        if isinstance(original, GraphQLError) and original.extensions:
+            extensions.update(original.extensions)
+        if "code" not in extensions:
+            if _is_internal(error):
+                extensions["code"] = "INTERNAL_SERVER_ERROR"
+            elif error.message.startswith("Syntax Error"):
+                extensions["code"] = "GRAPHQL_PARSE_FAILED"
+            else:
+                extensions["code"] = "GRAPHQL_VALIDATION_FAILED"
+        error.extensions = extensions
 
 
 class ConsistencyReport(SchemaExtension):

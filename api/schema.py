@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import strawberry
 from strawberry.extensions import (
@@ -18,8 +19,9 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.extensions.disable_introspection import DisableIntrospection
+from strawberry.types import ExecutionResult
 
-from api.extensions import ConsistencyReport, ErrorCodes
+from api.extensions import ConsistencyReport, MaskInternalErrors, with_error_codes
 from api.mutations.adjust_stock import adjust_stock
 from api.mutations.cancel_order import cancel_order
 from api.mutations.change_price import change_price
@@ -56,6 +58,13 @@ class Mutation:
     cancel_order = strawberry.mutation(resolver=cancel_order)
 
 
+class BicameralSchema(strawberry.Schema):
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        result = await super().execute(*args, **kwargs)
+        with_error_codes(result.errors)
+        return result
+
+
 def build_schema(*, mask_errors: bool = True, introspection: bool = True) -> strawberry.Schema:
     # Factories: strawberry builds fresh extensions per request. The parser and
     # validation caches live at module level, so they still serve every request.
@@ -65,12 +74,12 @@ def build_schema(*, mask_errors: bool = True, introspection: bool = True) -> str
         lambda: MaxTokensLimiter(max_token_count=LIMITS["max_tokens"]),
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
-        lambda: ErrorCodes(mask=mask_errors),
+        lambda: MaskInternalErrors(mask=mask_errors),
         ConsistencyReport,
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
+    return BicameralSchema(query=Query, mutation=Mutation, extensions=extensions)
 
 
 schema = build_schema()

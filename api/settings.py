@@ -7,6 +7,7 @@ domain, write model and read model never look at the environment.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -55,6 +56,19 @@ class Settings:
     search_node_port: int = 9200
     # Log level of the service's loggers and uvicorn's (debug, info, warning, error).
     log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("port", 1 <= self.port <= 65535, "a port from 1 to 65535"),
+            ("search_node_port", 1 <= self.search_node_port <= 65535, "a port from 1 to 65535"),
+            ("feed_batch_size", self.feed_batch_size >= 1, "at least 1"),
+            ("feed_poll_interval", 0 < self.feed_poll_interval < math.inf, "above 0"),
+            ("consistency_timeout", 0 <= self.consistency_timeout < math.inf, "0 or more"),
+            ("idempotency_ttl_hours", 0 < self.idempotency_ttl_hours < math.inf, "above 0"),
+        ]
+        for name, ok, wanted in checks:
+            if not ok:
+                raise SettingsError(f"{name.upper()}={getattr(self, name)!r} must be {wanted}")
 
     @property
     def sqlite_default_url(self) -> str:

@@ -69,10 +69,14 @@ def encode_cursor(sort_values: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a sort value")
+
+
 def decode_cursor(cursor: str, expected_length: int) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()), parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError):
         raise InvalidQuery("the cursor is malformed; pass one a page returned", "after") from None
     if not isinstance(values, list) or len(values) != expected_length:

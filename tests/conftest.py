@@ -88,10 +88,26 @@ _RAN_AGAINST: dict[str, str] = {}
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _RAN_AGAINST:
-        terminalreporter.section("real services this run used")
-        for line in _RAN_AGAINST.values():
-            terminalreporter.write_line(line)
+    if not _RAN_AGAINST:
+        return
+    terminalreporter.section("real services this run used")
+    for line in _RAN_AGAINST.values():
+        terminalreporter.write_line(line)
+    # Proof that the database-parametrised tests really ran on both, not skipped.
+    for database in ("sqlite", "postgres"):
+        counts = {
+            outcome: sum(
+                1
+                for report in terminalreporter.stats.get(outcome, [])
+                if (outcome == "skipped" or getattr(report, "when", "call") == "call")
+                and f"[{database}" in getattr(report, "nodeid", "")
+            )
+            for outcome in ("passed", "failed", "skipped")
+        }
+        terminalreporter.write_line(
+            f"write database {database}: {counts['passed']} passed, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped"
+        )
 
 
 def _failure(reason: str) -> BaseException:
@@ -208,4 +224,24 @@ async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Bicamera
     await app.start()
     yield app
     await app.search.indices.delete(index=f"{settings.index_prefix}-*", ignore_unavailable=True)
+    await app.stop()
+
+
+@pytest.fixture
+async def write_app(
+    database_url: str, engine: AsyncEngine, tmp_path: Path
+) -> AsyncIterator[Bicameral]:
+    """The composed services for tests of the write side alone: never started, so no
+    index is created and Elasticsearch is never contacted."""
+    from api.bootstrap import build
+
+    app = build(
+        Settings(
+            data_dir=tmp_path,
+            database_url=database_url,
+            elasticsearch_url="http://127.0.0.1:9",  # discard port: nothing may call it
+            embedded_worker=False,
+        )
+    )
+    yield app
     await app.stop()

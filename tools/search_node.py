@@ -86,7 +86,7 @@ class _Node:
 
     @classmethod
     def at(cls, port: int, data_dir: Path) -> _Node:
-        root = Path(data_dir).expanduser().resolve() / f"es-{port}"
+        root = _node_root(Path(data_dir).expanduser().resolve(), port)
         return cls(
             port=port,
             # 127.0.0.1 rather than localhost: the node does not listen on ::1.
@@ -101,6 +101,26 @@ class _Node:
             output_file=root / "logs" / "startup.out",
             log_file=root / "logs" / "bicameral.log",
         )
+
+
+def _others_can_enter(path: Path) -> bool:
+    """Whether a user that owns none of the folders can walk down to ``path``."""
+    for folder in [path, *path.parents]:
+        if folder.exists() and not folder.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _node_root(data_dir: Path, port: int) -> Path:
+    """The node's folder: ``<data_dir>/es-<port>``, unless root runs us from a folder
+    the unprivileged node user cannot enter (a checkout under /root, say). Then it
+    lives under /var/lib/bicameral, named after the data folder so that start, stop
+    and status all find the same one."""
+    root = data_dir / f"es-{port}"
+    if os.geteuid() != 0 or _others_can_enter(data_dir):
+        return root
+    digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
+    return Path("/var/lib/bicameral/nodes") / digest / f"es-{port}"
 
 
 # -- the distribution ---------------------------------------------------------

@@ -56,6 +56,7 @@ async def append(
     """Append events in the caller's transaction; return the last position."""
     if not recorded:
         return None
+    now = now.astimezone(UTC)  # SQLite keeps wall-clock time only: store it as UTC
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         await conn.execute(select(func.pg_advisory_xact_lock(_APPEND_LOCK_KEY)))

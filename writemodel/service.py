@@ -8,9 +8,11 @@ last event, or the outbox head when it changed nothing).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -52,8 +54,11 @@ def request_hash(command: Command) -> str:
 
 class CommandService:
     # Commands that did not name a version are retried when another writer
-    # won the race for the same row: their intent does not depend on it.
-    max_attempts = 5
+    # won the race for the same row: their intent does not depend on it. The
+    # losers of one race wake together when the winner commits, so each retry
+    # waits a random, growing while, or they would collide again and again.
+    max_attempts = 30
+    max_backoff = 0.25
 
     def __init__(
         self,
@@ -105,6 +110,10 @@ class CommandService:
                     if guarded or attempt >= self.max_attempts:
                         raise
                     log.info("retrying %s after a concurrent write", type(command).__name__)
+                    await uow.rollback()
+                    await asyncio.sleep(
+                        random.uniform(0, min(self.max_backoff, 0.002 * 2**attempt))
+                    )
                     continue
                 except IdempotencyRace:
                     if attempt >= self.max_attempts:

@@ -8,7 +8,7 @@ email, reserved within on-hand) stand behind the domain's rules.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -173,7 +173,12 @@ class SqlUnitOfWork(UnitOfWork):
         self, *, correlation_id: str, now: datetime, remember: Remember | None = None
     ) -> int:
         conn = self.connection
+        now = now.astimezone(UTC)  # SQLite keeps wall-clock time only: store it as UTC
         try:
+            if remember is not None:
+                # First, so that a concurrent request with the same key waits here
+                # and then fails as an idempotency race, not on a unique sku.
+                await self._remember(remember, now)
             for product in self.products.seen.values():
                 await self._save(
                     product,
@@ -260,7 +265,11 @@ class SqlUnitOfWork(UnitOfWork):
             if position is None:
                 position, _ = await outbox.head(conn)
             if remember is not None:
-                await self._remember(remember, position, now)
+                await conn.execute(
+                    update(idempotency_keys)
+                    .where(idempotency_keys.c.key == remember.key)
+                    .values(result={**remember.result, "position": position})
+                )
             await conn.commit()
         except IntegrityError as error:
             await conn.rollback()
@@ -310,7 +319,7 @@ class SqlUnitOfWork(UnitOfWork):
             return None
         return Remembered(request_hash=row.request_hash, result=row.result)
 
-    async def _remember(self, remember: Remember, position: int, now: datetime) -> None:
+    async def _remember(self, remember: Remember, now: datetime) -> None:
         conn = self.connection
         # Expired keys give way, this one included; the index on expires_at keeps it cheap.
         await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.expires_at <= now))
@@ -318,7 +327,7 @@ class SqlUnitOfWork(UnitOfWork):
             insert(idempotency_keys).values(
                 key=remember.key,
                 request_hash=remember.request_hash,
-                result={**remember.result, "position": position},
+                result=remember.result,
                 created_at=now,
                 expires_at=remember.expires_at,
             )
@@ -326,11 +335,13 @@ class SqlUnitOfWork(UnitOfWork):
 
 
 def _integrity_error(error: IntegrityError) -> Exception:
-    text = str(error.orig).lower()
-    if "sku" in text:
+    # Only the first line names the constraint; PostgreSQL's DETAIL line that
+    # follows quotes the offending value, which may contain anything.
+    headline = str(error.orig).splitlines()[0] if str(error.orig) else ""
+    if "uq_products_sku" in headline or "products.sku" in headline:
         return AlreadyExists("a product with this sku exists", field="sku", code="SKU_TAKEN")
-    if "email" in text:
+    if "uq_customers_email" in headline or "customers.email" in headline:
         return AlreadyExists("a customer with this email exists", field="email", code="EMAIL_TAKEN")
-    if "idempotency" in text:
+    if "pk_idempotency_keys" in headline or "idempotency_keys.key" in headline:
         return IdempotencyRace()
     return error

@@ -84,7 +84,7 @@ class FakeStore:
         self._hooks.append(hook)
 
     def state(self) -> dict[str, Any]:
-        """Everything stored, as plain values: equal before and after a command that wrote nothing."""
+        """Everything stored, as plain values: unchanged by a command that wrote nothing."""
         return copy.deepcopy(
             {
                 "aggregates": {
@@ -169,25 +169,27 @@ class FakeUnitOfWork(UnitOfWork):
             await hook()
         store = self.store
         # Check everything first: a refused commit writes nothing, like a rolled-back transaction.
-        writes: list[tuple[dict[str, Any], Aggregate]] = []
-        for repo, table in (
+        # The idempotency key comes first, as in SqlUnitOfWork: the loser of a race for
+        # one key replays the winner rather than tripping over its unique sku.
+        if remember is not None:
+            live = store.idempotency_keys.get(remember.key)
+            if live is not None and live.expires_at > now:
+                raise IdempotencyRace()
+        pairs: list[tuple[Repository[Any], dict[str, Any]]] = [
             (self.products, store.products),
             (self.stocks, store.stocks),
             (self.customers, store.customers),
             (self.orders, store.orders),
-        ):
-            writes.extend((table, aggregate) for aggregate in self._changed(repo, table))
+        ]
+        writes = [
+            (table, aggregate) for repo, table in pairs for aggregate in self._changed(repo, table)
+        ]
         self._check_unique(
             [a for t, a in writes if t is store.products], store.products, "sku", "SKU_TAKEN"
         )
         self._check_unique(
             [a for t, a in writes if t is store.customers], store.customers, "email", "EMAIL_TAKEN"
         )
-        if remember is not None:
-            live = store.idempotency_keys.get(remember.key)
-            if live is not None and live.expires_at > now:
-                raise IdempotencyRace()
-
         for table, aggregate in writes:
             table[aggregate.id] = _copy(aggregate)
         position = store.head
@@ -216,8 +218,8 @@ class FakeUnitOfWork(UnitOfWork):
             )
         store.commits += 1
         self.committed = True
-        for repo in self.repositories():
-            for aggregate in repo.seen.values():
+        for tracked in self.repositories():
+            for aggregate in tracked.seen.values():
                 aggregate.pending.clear()
         return position
 

@@ -278,15 +278,6 @@ async def test_a_command_on_untouched_rows_commits_beside_a_concurrent_write(
     assert store.stocks[product_id].on_hand == 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: a retry that loses the race for its idempotency key on a unique value "
-        "(sku, email) gets SKU_TAKEN/EMAIL_TAKEN instead of the replay: the state is "
-        "saved before the key, so the unique violation is raised first and "
-        "CommandService only replays on IdempotencyRace"
-    ),
-)
 async def test_a_create_that_loses_the_race_for_its_key_replays_the_winner(
     service: CommandService, store: FakeStore
 ) -> None:

@@ -254,9 +254,7 @@ async def test_updating_an_unknown_product_is_not_found_on_product_id(shop: Shop
 async def test_updating_a_product_at_another_version_is_a_conflict(shop: Shop) -> None:
     product_id = await shop.product()
 
-    error = await shop.refused(
-        c.UpdateProduct(product_id=product_id, name="x", expected_version=7)
-    )
+    error = await shop.refused(c.UpdateProduct(product_id=product_id, name="x", expected_version=7))
 
     assert isinstance(error, ConcurrencyConflict)
     assert (error.code, error.field, error.expected, error.actual) == (
@@ -298,9 +296,7 @@ async def test_a_discontinued_product_cannot_be_updated(shop: Shop) -> None:
 # --- changePrice ---
 
 
-async def test_changing_a_price_records_the_old_and_new_price(
-    shop: Shop, store: FakeStore
-) -> None:
+async def test_changing_a_price_records_the_old_and_new_price(shop: Shop, store: FakeStore) -> None:
     product_id = await shop.product(price=1000)
 
     outcome = await shop.run(
@@ -385,9 +381,7 @@ async def test_discontinuing_a_product_at_another_version_is_a_conflict(shop: Sh
 async def test_receiving_stock_adds_to_on_hand(shop: Shop, store: FakeStore) -> None:
     product_id = await shop.product(stock=10)
 
-    outcome = await shop.run(
-        c.ReceiveStock(product_id=product_id, quantity=5, expected_version=1)
-    )
+    outcome = await shop.run(c.ReceiveStock(product_id=product_id, quantity=5, expected_version=1))
 
     assert outcome.kind == "Product"
     assert outcome.snapshot["stock"] == {
@@ -407,7 +401,9 @@ async def test_receiving_stock_checks_the_stock_version_not_the_products(shop: S
     product_id = await shop.product(stock=10)
     await shop.run(c.ReceiveStock(product_id=product_id, quantity=1))  # stock now at version 2
 
-    error = await shop.refused(c.ReceiveStock(product_id=product_id, quantity=1, expected_version=1))
+    error = await shop.refused(
+        c.ReceiveStock(product_id=product_id, quantity=1, expected_version=1)
+    )
 
     assert isinstance(error, ConcurrencyConflict)
     assert (error.expected, error.actual) == (1, 2)
@@ -538,9 +534,7 @@ async def test_an_erased_customers_email_can_be_registered_again(
 # --- eraseCustomer ---
 
 
-async def test_erasing_a_customer_removes_their_personal_data(
-    shop: Shop, store: FakeStore
-) -> None:
+async def test_erasing_a_customer_removes_their_personal_data(shop: Shop, store: FakeStore) -> None:
     customer_id = await shop.customer()
 
     outcome = await shop.run(c.EraseCustomer(customer_id=customer_id, expected_version=1))

@@ -1,0 +1,239 @@
+"""Settings: each one read from its environment variable, parsed, or refused by name."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.settings import Settings, SettingsError
+
+VARIABLES = [f.name.upper() for f in fields(Settings)]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting leaks in from the shell that runs the tests."""
+    for variable in VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+
+
+def test_every_setting_has_a_variable_named_after_it() -> None:
+    assert VARIABLES == [
+        "DATA_DIR",
+        "DATABASE_URL",
+        "ELASTICSEARCH_URL",
+        "INDEX_PREFIX",
+        "HOST",
+        "PORT",
+        "EMBEDDED_WORKER",
+        "FEED_BATCH_SIZE",
+        "FEED_POLL_INTERVAL",
+        "CONSISTENCY_TIMEOUT",
+        "IDEMPOTENCY_TTL_HOURS",
+        "GRAPHIQL",
+        "INTROSPECTION",
+        "MASK_ERRORS",
+        "SEARCH_NODE_PORT",
+        "LOG_LEVEL",
+    ]
+
+
+def test_without_variables_the_defaults_hold() -> None:
+    assert Settings.from_env() == Settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "attribute", "value"),
+    [
+        ("DATABASE_URL", "postgresql+asyncpg://u:p@db/shop", "database_url", None),
+        ("ELASTICSEARCH_URL", "http://search:9200", "elasticsearch_url", None),
+        ("INDEX_PREFIX", "staging", "index_prefix", None),
+        ("HOST", "0.0.0.0", "host", None),
+        ("PORT", "8080", "port", 8080),
+        ("PORT", " 8081 ", "port", 8081),
+        ("FEED_BATCH_SIZE", "250", "feed_batch_size", 250),
+        ("FEED_POLL_INTERVAL", "0.25", "feed_poll_interval", 0.25),
+        ("CONSISTENCY_TIMEOUT", "2", "consistency_timeout", 2.0),
+        ("IDEMPOTENCY_TTL_HOURS", "1.5", "idempotency_ttl_hours", 1.5),
+        ("SEARCH_NODE_PORT", "9201", "search_node_port", 9201),
+        ("LOG_LEVEL", "debug", "log_level", None),
+        ("EMBEDDED_WORKER", "true", "embedded_worker", True),
+        ("EMBEDDED_WORKER", "0", "embedded_worker", False),
+        ("GRAPHIQL", "off", "graphiql", False),
+        ("INTROSPECTION", "No", "introspection", False),
+        ("MASK_ERRORS", " YES ", "mask_errors", True),
+        ("MASK_ERRORS", "false", "mask_errors", False),
+    ],
+)
+def test_each_variable_sets_its_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, raw: str, attribute: str, value: Any
+) -> None:
+    monkeypatch.setenv(variable, raw)
+
+    settings = Settings.from_env()
+
+    expected = raw if value is None else value
+    assert getattr(settings, attribute) == expected
+    assert type(getattr(settings, attribute)) is type(expected)
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "TRUE", "yes", "on"])
+def test_true_is_spelled_several_ways(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("GRAPHIQL", raw)
+    monkeypatch.setenv("MASK_ERRORS", raw)
+
+    settings = Settings.from_env()
+
+    assert (settings.graphiql, settings.mask_errors) == (True, True)
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "False", "no", "off"])
+def test_false_is_spelled_several_ways(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("INTROSPECTION", raw)
+
+    assert Settings.from_env().introspection is False
+
+
+def test_a_data_dir_is_an_absolute_path_with_home_expanded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DATA_DIR", "~/bicameral-data")
+
+    settings = Settings.from_env()
+
+    assert settings.data_dir == tmp_path.resolve() / "bicameral-data"
+    assert isinstance(settings.data_dir, Path)
+
+
+def test_a_relative_data_dir_is_resolved_against_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATA_DIR", "data")
+
+    assert Settings.from_env().data_dir == tmp_path.resolve() / "data"
+
+
+def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "")
+    monkeypatch.setenv("GRAPHIQL", "")
+
+    settings = Settings.from_env()
+
+    assert (settings.port, settings.graphiql) == (Settings.port, Settings.graphiql)
+
+
+def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "8080")
+    monkeypatch.setenv("INDEX_PREFIX", "from-env")
+
+    settings = Settings.from_env(port=9000)
+
+    assert (settings.port, settings.index_prefix) == (9000, "from-env")
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("PORT", "eighty"),
+        ("PORT", "80.5"),
+        ("SEARCH_NODE_PORT", "9200x"),
+        ("FEED_BATCH_SIZE", "lots"),
+        ("FEED_POLL_INTERVAL", "soon"),
+        ("CONSISTENCY_TIMEOUT", "5s"),
+        ("IDEMPOTENCY_TTL_HOURS", "a day"),
+        ("GRAPHIQL", "maybe"),
+        ("EMBEDDED_WORKER", "2"),
+        ("MASK_ERRORS", "y"),
+    ],
+)
+def test_an_unparsable_value_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, raw: str
+) -> None:
+    monkeypatch.setenv(variable, raw)
+
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env()
+
+    assert f"{variable}={raw!r}" in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("PORT", "-1"),
+        ("PORT", "70000"),
+        ("FEED_BATCH_SIZE", "0"),
+        ("FEED_POLL_INTERVAL", "-1"),
+        ("CONSISTENCY_TIMEOUT", "nan"),
+    ],
+)
+def test_an_out_of_range_number_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, raw: str
+) -> None:
+    monkeypatch.setenv(variable, raw)
+
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env()
+
+
+def test_the_database_defaults_to_a_sqlite_file_in_the_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+
+    settings = Settings.from_env()
+
+    assert settings.database_url == ""
+    assert settings.write_database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/bicameral.db"
+    assert settings.is_sqlite is True
+
+
+def test_a_database_url_replaces_the_sqlite_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u:p@db/shop")
+
+    settings = Settings.from_env()
+
+    assert settings.write_database_url == "postgresql+asyncpg://u:p@db/shop"
+    assert settings.is_sqlite is False
+
+
+@pytest.mark.parametrize(
+    ("database_url", "embedded"),
+    [
+        ("", True),
+        ("sqlite+aiosqlite:////srv/shop.db", True),
+        ("postgresql+asyncpg://u:p@db/shop", False),
+    ],
+    ids=["sqlite-default", "sqlite-given", "postgres"],
+)
+def test_the_worker_runs_embedded_on_sqlite_and_apart_on_postgres_by_default(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, embedded: bool
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    settings = Settings.from_env()
+
+    assert settings.embedded_worker is None
+    assert settings.runs_embedded_worker is embedded
+
+
+@pytest.mark.parametrize(
+    ("database_url", "raw", "embedded"),
+    [
+        ("", "false", False),
+        ("postgresql+asyncpg://u:p@db/shop", "true", True),
+    ],
+)
+def test_embedded_worker_overrides_the_databases_default(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, raw: str, embedded: bool
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("EMBEDDED_WORKER", raw)
+
+    assert Settings.from_env().runs_embedded_worker is embedded
