@@ -18,6 +18,7 @@ from strawberry.asgi import GraphQL
 from api import demo
 from api.bootstrap import Bicameral, build
 from api.context import Context
+from api.metrics import metrics_endpoint
 from api.schema import build_schema
 from api.settings import Settings
 
@@ -97,6 +98,7 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", _healthz),
             Route("/readyz", _readyz(app)),
+            Route("/metrics", metrics_endpoint(app)),
         ],
         lifespan=lifespan,
     )

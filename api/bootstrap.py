@@ -18,7 +18,8 @@ from readmodel.feed import FeedWorker, ProjectionLag
 from readmodel.projections import default_projections
 from readmodel.reader import Reader
 from readmodel.setup import ensure_indexes
-from writemodel.database import create_engine
+from readmodel.wakeup import PostgresWakeup
+from writemodel.database import create_engine, is_postgres
 from writemodel.service import CommandService
 from writemodel.sql_unit_of_work import SqlUnitOfWork
 
@@ -53,6 +54,7 @@ class Bicameral:
         run_worker = settings.runs_embedded_worker if embedded_worker is None else embedded_worker
         self.runs_worker = run_worker
         self._worker_task: asyncio.Task[None] | None = None
+        self._wakeup: PostgresWakeup | None = None
 
     @staticmethod
     def now() -> datetime:
@@ -75,9 +77,19 @@ class Bicameral:
         except Exception as error:
             log.warning("Elasticsearch not ready (%s); the worker will create indexes", error)
         if self.runs_worker:
-            self._worker_task = asyncio.create_task(self.worker.run(), name="feed-worker")
+            self.start_worker()
 
-    async def stop(self) -> None:
+    def start_worker(self) -> None:
+        """Run the feed worker in this process; on PostgreSQL, wake it on NOTIFY."""
+        if is_postgres(self.engine):
+            self._wakeup = PostgresWakeup(self.engine.url, self.worker.wake)
+            self._wakeup.start()
+        self._worker_task = asyncio.create_task(self.worker.run(), name="feed-worker")
+
+    async def stop_worker(self) -> None:
+        if self._wakeup is not None:
+            await self._wakeup.stop()
+            self._wakeup = None
         if self._worker_task is not None:
             self.worker.stop()
             try:
@@ -85,6 +97,9 @@ class Bicameral:
             except TimeoutError:
                 self._worker_task.cancel()
             self._worker_task = None
+
+    async def stop(self) -> None:
+        await self.stop_worker()
         await self.search.close()
         await self.engine.dispose()
 

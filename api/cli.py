@@ -29,6 +29,8 @@ def _logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # One line per Elasticsearch request drowns everything else; failures still show.
+    logging.getLogger("elastic_transport").setLevel(max(logging.WARNING, logging.root.level))
 
 
 def _serve(settings: Settings, demo: bool) -> int:
@@ -50,13 +52,14 @@ def _serve(settings: Settings, demo: bool) -> int:
 async def _worker(settings: Settings) -> int:
     from api.bootstrap import build
 
-    app = build(settings, embedded_worker=False)
-    await app.start()
+    app = build(settings, embedded_worker=True)
+    stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, app.worker.stop)
+        loop.add_signal_handler(sig, stopped.set)
+    await app.start()
     try:
-        await app.worker.run()
+        await stopped.wait()
     finally:
         await app.stop()
     return 0

@@ -1,0 +1,46 @@
+"""Prometheus metrics at /metrics: where each read model is, and how far behind."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from api.bootstrap import Bicameral
+
+__all__ = ["metrics_endpoint"]
+
+_HELP = {
+    "bicameral_outbox_head": "Newest position in the write side's outbox.",
+    "bicameral_projection_position": "Position the read model has applied and made searchable.",
+    "bicameral_projection_lag_events": "Events the read model is behind the outbox head.",
+    "bicameral_projection_lag_seconds": "Age of the oldest event the read model has not applied.",
+}
+
+
+def metrics_endpoint(app: Bicameral):  # type: ignore[no-untyped-def]
+    async def metrics(_: Request) -> Response:
+        lags = await app.lag()
+        lines: list[str] = []
+
+        def family(name: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP {name} {_HELP[name]}")
+            lines.append(f"# TYPE {name} gauge")
+            lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+
+        head = max((lag.head for lag in lags), default=0)
+        family("bicameral_outbox_head", [("", head)])
+        family(
+            "bicameral_projection_position",
+            [(f'{{projection="{lag.name}"}}', lag.position) for lag in lags],
+        )
+        family(
+            "bicameral_projection_lag_events",
+            [(f'{{projection="{lag.name}"}}', lag.lag_events) for lag in lags],
+        )
+        family(
+            "bicameral_projection_lag_seconds",
+            [(f'{{projection="{lag.name}"}}', round(lag.lag_seconds, 3)) for lag in lags],
+        )
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    return metrics

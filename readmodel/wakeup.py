@@ -1,0 +1,71 @@
+"""Wake the feed worker when PostgreSQL says new events committed.
+
+`writemodel.outbox.append` sends a NOTIFY on the outbox channel inside the
+command's transaction; PostgreSQL delivers it at commit, never for a
+rollback. This listener turns each into `FeedWorker.wake()`. It is a
+shortcut, not the data path: the worker still polls, so a NOTIFY lost while
+the listening connection was down costs latency, never an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import URL
+
+from writemodel.outbox import NOTIFY_CHANNEL
+
+__all__ = ["PostgresWakeup"]
+
+log = logging.getLogger(__name__)
+
+
+class PostgresWakeup:
+    def __init__(self, url: URL, wake: Callable[[], None], *, retry_interval: float = 2.0) -> None:
+        self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.wake = wake
+        self.retry_interval = retry_interval
+        self._task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _notified(self, *_: Any) -> None:
+        self.wake()
+
+    async def _run(self) -> None:
+        while True:
+            connection = None
+            try:
+                connection = await asyncpg.connect(self.dsn)
+                lost = asyncio.Event()
+                connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                await connection.add_listener(NOTIFY_CHANNEL, self._notified)
+                self.listening.set()
+                # Whatever committed while we were not listening: look now.
+                self.wake()
+                await lost.wait()
+                log.warning("outbox listener lost its connection; polling covers meanwhile")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("outbox listener cannot connect (%s); retrying", error)
+            finally:
+                self.listening.clear()
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+            await asyncio.sleep(self.retry_interval)
