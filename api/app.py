@@ -12,7 +12,7 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 
 from api import demo
@@ -75,6 +75,10 @@ def create_app(
         app,
         schema=build_schema(mask_errors=settings.mask_errors, introspection=settings.introspection),
         graphql_ide="graphiql" if settings.graphiql else None,
+        # Both protocols (graphql-transport-ws and the legacy graphql-ws) are on by
+        # default; this adds the legacy protocol's keep-alive messages.
+        keep_alive=True,
+        keep_alive_interval=15,
     )
 
     @contextlib.asynccontextmanager
@@ -96,6 +100,7 @@ def create_app(
     starlette = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             Route("/healthz", _healthz),
             Route("/readyz", _readyz(app)),
             Route("/metrics", metrics_endpoint(app)),

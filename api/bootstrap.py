@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from elasticsearch import AsyncElasticsearch
+from sqlalchemy import func, select
 
 from api.settings import Settings
 from readmodel.checkpoints import Checkpoints
-from readmodel.feed import FeedWorker, ProjectionLag
+from readmodel.feed import Applied, FeedWorker, ProjectionLag
+from readmodel.notifications import APPLIED_CHANNEL, ChangeHub
 from readmodel.projections import default_projections
 from readmodel.reader import Reader
 from readmodel.setup import ensure_indexes
 from readmodel.wakeup import PostgresWakeup
 from writemodel.database import create_engine, is_postgres
+from writemodel.outbox import NOTIFY_CHANNEL
 from writemodel.service import CommandService
 from writemodel.sql_unit_of_work import SqlUnitOfWork
 
@@ -50,11 +54,21 @@ class Bicameral:
             index_prefix=settings.index_prefix,
             batch_size=settings.feed_batch_size,
             poll_interval=settings.feed_poll_interval,
+            lease=timedelta(seconds=settings.feed_lease_seconds),
         )
         run_worker = settings.runs_embedded_worker if embedded_worker is None else embedded_worker
         self.runs_worker = run_worker
+        self.hub = ChangeHub(
+            self.engine,
+            self.checkpoints,
+            [p.name for p in self.worker.projections],
+            queue_size=settings.subscriber_queue_size,
+            poll_interval=settings.feed_poll_interval,
+        )
+        self.worker.listeners.append(self._applied)
         self._worker_task: asyncio.Task[None] | None = None
-        self._wakeup: PostgresWakeup | None = None
+        self._listener: PostgresWakeup | None = None
+        self._hub_running = False
 
     @staticmethod
     def now() -> datetime:
@@ -65,8 +79,15 @@ class Bicameral:
         if self._worker_task is not None:
             self.worker.wake()
 
-    async def start(self) -> None:
-        """Create missing indexes and start the embedded worker.
+    async def _applied(self, applied: Applied) -> None:
+        """A batch is searchable: tell this process's subscribers, and other processes'."""
+        self.hub.poke()
+        if is_postgres(self.engine):
+            async with self.engine.begin() as conn:
+                await conn.execute(select(func.pg_notify(APPLIED_CHANNEL, str(applied.position))))
+
+    async def start(self, *, subscriptions: bool = True) -> None:
+        """Create missing indexes; start the change hub and, if embedded, the worker.
 
         An unreachable Elasticsearch does not stop the API from starting: writes
         still work, /readyz says what is missing, and the worker creates the
@@ -76,20 +97,22 @@ class Bicameral:
             await ensure_indexes(self.search, self.settings.index_prefix)
         except Exception as error:
             log.warning("Elasticsearch not ready (%s); the worker will create indexes", error)
+        channels: dict[str, Callable[[], None]] = {}
+        if subscriptions:
+            await self.hub.start()
+            self._hub_running = True
+            channels[APPLIED_CHANNEL] = self.hub.poke
         if self.runs_worker:
-            self.start_worker()
+            channels[NOTIFY_CHANNEL] = self.worker.wake
+            self._worker_task = asyncio.create_task(self.worker.run(), name="feed-worker")
+        if channels and is_postgres(self.engine):
+            self._listener = PostgresWakeup(self.engine.url, channels)
+            self._listener.start()
 
-    def start_worker(self) -> None:
-        """Run the feed worker in this process; on PostgreSQL, wake it on NOTIFY."""
-        if is_postgres(self.engine):
-            self._wakeup = PostgresWakeup(self.engine.url, self.worker.wake)
-            self._wakeup.start()
-        self._worker_task = asyncio.create_task(self.worker.run(), name="feed-worker")
-
-    async def stop_worker(self) -> None:
-        if self._wakeup is not None:
-            await self._wakeup.stop()
-            self._wakeup = None
+    async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
         if self._worker_task is not None:
             self.worker.stop()
             try:
@@ -97,9 +120,12 @@ class Bicameral:
             except TimeoutError:
                 self._worker_task.cancel()
             self._worker_task = None
-
-    async def stop(self) -> None:
-        await self.stop_worker()
+        else:
+            # run_once() outside the loop (a rebuild's catch-up, tests) may hold leases too.
+            await self.worker.release_leases()
+        if self._hub_running:
+            await self.hub.stop()
+            self._hub_running = False
         await self.search.close()
         await self.engine.dispose()
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 
 from api.settings import Settings, SettingsError
 
@@ -30,7 +31,8 @@ def _logging(level: str) -> None:
         stream=sys.stderr,
     )
     # One line per Elasticsearch request drowns everything else; failures still show.
-    logging.getLogger("elastic_transport").setLevel(max(logging.WARNING, logging.root.level))
+    for noisy in ("elastic_transport", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
 
 
 def _serve(settings: Settings, demo: bool) -> int:
@@ -57,7 +59,7 @@ async def _worker(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopped.set)
-    await app.start()
+    await app.start(subscriptions=False)
     try:
         await stopped.wait()
     finally:
@@ -86,18 +88,83 @@ async def _readmodel_status(settings: Settings) -> int:
     app = build(settings, embedded_worker=False)
     try:
         lags = {lag.name: lag for lag in await app.lag()}
-        print(
-            f"{'read model':<12} {'position':>9} {'head':>9} {'lag':>7} {'lag s':>8}  "
-            f"{'index':<34} {'owner'}"
-        )
+        rows = [("read model", "position", "head", "lag", "lag s", "index", "owner")]
+        notes = []
         for name, index in INDEXES.items():
             state = await alias_state(app.search, settings.index_prefix, index)
             lag = lags[name]
-            serving = state.serving or "(none)"
-            due = "  REBUILD DUE" if state.rebuild_due else ""
+            rows.append(
+                (
+                    name,
+                    str(lag.position),
+                    str(lag.head),
+                    str(lag.lag_events),
+                    f"{lag.lag_seconds:.1f}",
+                    state.serving or "(none)",
+                    lag.owner or "-",
+                )
+            )
+            if state.rebuild_due:
+                notes.append(f"{name}: the mapping in the code changed; a rebuild is due")
+            if state.building:
+                notes.append(f"{name}: a rebuild into {state.building} is under way or interrupted")
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
             print(
-                f"{name:<12} {lag.position:>9} {lag.head:>9} {lag.lag_events:>7} "
-                f"{lag.lag_seconds:>8.1f}  {serving:<34} {lag.owner or '-'}{due}"
+                "  ".join(
+                    cell.ljust(w) if i in (0, 5, 6) else cell.rjust(w)
+                    for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+                )
+            )
+        for note in notes:
+            print(note)
+    finally:
+        await app.stop()
+    return 0
+
+
+async def _readmodel_rebuild(settings: Settings, names: list[str]) -> int:
+    from api.bootstrap import build
+    from readmodel.indexes import INDEXES
+    from readmodel.rebuild import RebuildError, rebuild
+
+    unknown = [n for n in names if n not in INDEXES]
+    if unknown:
+        print(
+            f"unknown read model {unknown[0]!r}; choose from {', '.join(INDEXES)}",
+            file=sys.stderr,
+        )
+        return 2
+    app = build(settings, embedded_worker=False)
+    try:
+        for name in names or list(INDEXES):
+            started = time.monotonic()
+
+            def show(loaded: int, total: int, name: str = name, started: float = started) -> None:
+                rate = loaded / max(time.monotonic() - started, 1e-6)
+                share = 100 * loaded / total if total else 100.0
+                print(
+                    f"\r{name}: {loaded}/{total} documents ({share:.0f}%), {rate:,.0f}/s ",
+                    end="",
+                    flush=True,
+                )
+
+            try:
+                result = await rebuild(
+                    name,
+                    engine=app.engine,
+                    client=app.search,
+                    prefix=settings.index_prefix,
+                    worker=app.worker,
+                    checkpoints=app.checkpoints,
+                    progress=show,
+                )
+            except RebuildError as error:
+                print(f"\n{name}: {error}; {name} keeps serving from its current index")
+                return 1
+            print(
+                f"\n{name}: {result.documents} documents in {result.seconds:.1f}s; "
+                f"now serving {result.new_index} (was {result.old_index})"
             )
     finally:
         await app.stop()
@@ -115,8 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="create or upgrade the write database's schema")
     node = commands.add_parser("search-node", help="a local Elasticsearch node", add_help=False)
     node.add_argument("rest", nargs=argparse.REMAINDER)
-    readmodel = commands.add_parser("readmodel", help="read model status")
-    readmodel.add_argument("action", choices=["status"])
+    readmodel = commands.add_parser(
+        "readmodel", help="read model status, or a rebuild without downtime"
+    )
+    actions = readmodel.add_subparsers(dest="action", required=True)
+    actions.add_parser("status", help="position, head, lag, index and owner of each")
+    rebuild_parser = actions.add_parser(
+        "rebuild",
+        help="build a new index from the write database while the old one serves, "
+        "then swap; safe to interrupt, run again to resume",
+    )
+    rebuild_parser.add_argument("names", nargs="*", metavar="NAME", help="default: all")
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["search-node"]:
@@ -136,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_worker(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
-        if args.command == "readmodel":
+        if args.command == "readmodel" and args.action == "status":
             return asyncio.run(_readmodel_status(settings))
+        if args.command == "readmodel" and args.action == "rebuild":
+            return asyncio.run(_readmodel_rebuild(settings, args.names))
     return 1
 
 

@@ -59,7 +59,7 @@ def to_error(error: DomainError) -> Error:
             field=error.field,
             message=error.message,
             expected_version=error.expected,
-            actual_version=error.actual if error.actual >= 0 else None,
+            actual_version=error.actual,
         )
     if isinstance(error, InvalidInput):
         kind = InvalidInputError

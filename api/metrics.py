@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -14,6 +16,8 @@ _HELP = {
     "bicameral_projection_position": "Position the read model has applied and made searchable.",
     "bicameral_projection_lag_events": "Events the read model is behind the outbox head.",
     "bicameral_projection_lag_seconds": "Age of the oldest event the read model has not applied.",
+    "bicameral_subscribers": "Subscriptions this process is serving now.",
+    "bicameral_asyncio_tasks": "Tasks alive in this process's event loop (leak watch).",
 }
 
 
@@ -41,6 +45,8 @@ def metrics_endpoint(app: Bicameral):  # type: ignore[no-untyped-def]
             "bicameral_projection_lag_seconds",
             [(f'{{projection="{lag.name}"}}', round(lag.lag_seconds, 3)) for lag in lags],
         )
+        family("bicameral_subscribers", [("", len(app.hub.subscribers))])
+        family("bicameral_asyncio_tasks", [("", len(asyncio.all_tasks()))])
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     return metrics

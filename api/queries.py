@@ -7,10 +7,16 @@ from typing import Annotated
 
 import strawberry
 
+from api.connections import (
+    CustomerConnection,
+    OrderConnection,
+    ProductConnection,
+    selects,
+)
 from api.context import Context
 from api.extensions import UserError
-from api.types import Customer, Order, Product, ProductStatus
-from readmodel.queries import InvalidQuery, ProductFilter, ProductSort
+from api.types import Customer, Order, OrderStatus, Product, ProductStatus
+from readmodel.queries import InvalidQuery, OrderFilter, OrderSort, ProductFilter, ProductSort
 
 __all__ = ["Query"]
 
@@ -47,23 +53,37 @@ class ProductFilterInput:
         )
 
 
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
+OrderSortEnum = strawberry.enum(OrderSort, name="OrderSort")
 
 
-@strawberry.type
-class ProductEdge:
-    node: Product
-    cursor: str
+@strawberry.input(description="Every given condition must hold.")
+class OrderFilterInput:
+    customer_id: strawberry.ID | None = None
+    statuses: list[OrderStatus] | None = None
+    placed_after: datetime | None = strawberry.field(default=None, description="Inclusive.")
+    placed_before: datetime | None = strawberry.field(default=None, description="Exclusive.")
+    min_total: int | None = strawberry.field(default=None, description="Minor units, inclusive.")
+    max_total: int | None = strawberry.field(default=None, description="Minor units, inclusive.")
+
+    def to_filter(self) -> OrderFilter:
+        if self.statuses is not None and len(self.statuses) > 10:
+            raise UserError("statuses takes at most 10 values", argument="filter.statuses")
+        return OrderFilter(
+            customer_id=None if self.customer_id is None else str(self.customer_id),
+            statuses=tuple(s.value for s in self.statuses or ()),
+            placed_after=_iso(self.placed_after),
+            placed_before=_iso(self.placed_before),
+            min_total=self.min_total,
+            max_total=self.max_total,
+        )
 
 
-@strawberry.type
-class ProductConnection:
-    edges: list[ProductEdge]
-    page_info: PageInfo
-    total_count: int
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise UserError("give times with a UTC offset, e.g. 2026-11-26T10:00:00Z")
+    return value.isoformat()
 
 
 @strawberry.type
@@ -157,6 +177,7 @@ class Query:
         consistency_token: ConsistencyToken = None,
     ) -> ProductConnection:
         await _consistent(info, consistency_token, ["products"])
+        wants_facets = selects(info.selected_fields[0].selections, "facets")
         try:
             page = await info.context.app.reader.products(
                 search=search,
@@ -164,20 +185,11 @@ class Query:
                 sort=sort,
                 first=first,
                 after=after,
+                facets=wants_facets,
             )
         except InvalidQuery as error:
             raise UserError(str(error), argument=error.argument) from None
-        edges = [
-            ProductEdge(node=Product.from_document(doc), cursor=cursor)
-            for doc, cursor in zip(page.documents, page.cursors, strict=True)
-        ]
-        return ProductConnection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
-            ),
-            total_count=page.total,
-        )
+        return ProductConnection.from_page(page)
 
     @strawberry.field(description="Product names starting with a prefix, for autocomplete.")
     async def product_suggestions(
@@ -201,6 +213,41 @@ class Query:
         await _consistent(info, consistency_token, ["orders"])
         doc = await info.context.app.reader.get("orders", str(id))
         return None if doc is None else Order.from_document(doc)
+
+    @strawberry.field(description="Orders, newest first by default; a Relay-style connection.")
+    async def orders(
+        self,
+        info: Info,
+        filter: OrderFilterInput | None = None,
+        sort: OrderSortEnum | None = None,  # type: ignore[valid-type]
+        first: int = 20,
+        after: str | None = None,
+        consistency_token: ConsistencyToken = None,
+    ) -> OrderConnection:
+        await _consistent(info, consistency_token, ["orders"])
+        try:
+            page = await info.context.app.reader.orders(
+                filter=filter.to_filter() if filter else None, sort=sort, first=first, after=after
+            )
+        except InvalidQuery as error:
+            raise UserError(str(error), argument=error.argument) from None
+        return OrderConnection.from_page(page)
+
+    @strawberry.field(description="Customers by name, or by relevance when searching.")
+    async def customers(
+        self,
+        info: Info,
+        search: str | None = None,
+        first: int = 20,
+        after: str | None = None,
+        consistency_token: ConsistencyToken = None,
+    ) -> CustomerConnection:
+        await _consistent(info, consistency_token, ["customers"])
+        try:
+            page = await info.context.app.reader.customers(search=search, first=first, after=after)
+        except InvalidQuery as error:
+            raise UserError(str(error), argument=error.argument) from None
+        return CustomerConnection.from_page(page)
 
     @strawberry.field(description="One customer by id, with lifetime figures.")
     async def customer(

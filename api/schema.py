@@ -35,6 +35,7 @@ from api.mutations.register_customer import register_customer
 from api.mutations.ship_order import ship_order
 from api.mutations.update_product import update_product
 from api.queries import Query
+from api.subscriptions import Subscription
 
 __all__ = ["LIMITS", "build_schema", "schema"]
 
@@ -79,7 +80,9 @@ def build_schema(*, mask_errors: bool = True, introspection: bool = True) -> str
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return BicameralSchema(query=Query, mutation=Mutation, extensions=extensions)
+    return BicameralSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )
 
 
 schema = build_schema()

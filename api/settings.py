@@ -42,10 +42,14 @@ class Settings:
     feed_batch_size: int = 500
     # Seconds the worker sleeps between polls when nothing wakes it.
     feed_poll_interval: float = 1.0
+    # Seconds a worker's lease on a read model lasts unless renewed; another takes over after.
+    feed_lease_seconds: float = 15.0
     # Longest a query waits for its consistencyToken before answering stale (seconds).
     consistency_timeout: float = 5.0
     # How long an idempotency key remembers its first result (hours).
     idempotency_ttl_hours: float = 24.0
+    # Changes a subscriber may have waiting; one that falls further behind is closed.
+    subscriber_queue_size: int = 1000
     # Serve GraphiQL on GET /graphql.
     graphiql: bool = True
     # Answer introspection queries (turn off in production if the schema is private).
@@ -62,7 +66,9 @@ class Settings:
             ("port", 1 <= self.port <= 65535, "a port from 1 to 65535"),
             ("search_node_port", 1 <= self.search_node_port <= 65535, "a port from 1 to 65535"),
             ("feed_batch_size", self.feed_batch_size >= 1, "at least 1"),
+            ("subscriber_queue_size", self.subscriber_queue_size >= 1, "at least 1"),
             ("feed_poll_interval", 0 < self.feed_poll_interval < math.inf, "above 0"),
+            ("feed_lease_seconds", 0 < self.feed_lease_seconds < math.inf, "above 0"),
             ("consistency_timeout", 0 <= self.consistency_timeout < math.inf, "0 or more"),
             ("idempotency_ttl_hours", 0 < self.idempotency_ttl_hours < math.inf, "above 0"),
         ]

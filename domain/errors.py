@@ -55,9 +55,12 @@ class ConcurrencyConflict(DomainError):
 
     code = "VERSION_CONFLICT"
 
-    def __init__(self, aggregate: str, aggregate_id: str, expected: int, actual: int) -> None:
+    def __init__(
+        self, aggregate: str, aggregate_id: str, expected: int, actual: int | None
+    ) -> None:
+        now = "has changed" if actual is None else f"is at version {actual}"
         super().__init__(
-            f"{aggregate} {aggregate_id} is at version {actual}, not the expected {expected}",
+            f"{aggregate} {aggregate_id} {now}, not at the expected version {expected}",
             field="expectedVersion",
         )
         self.expected = expected

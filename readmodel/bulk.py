@@ -5,6 +5,14 @@ itself refuses to let an older write replace a newer one; a version conflict
 therefore means "a newer or equal write is already there" and counts as done.
 Items that fail with 429, 5xx or a lost connection are retried with backoff;
 anything else fails the whole batch, so the caller's checkpoint stays put.
+
+A batch can go to more than one target: the feed writes to the read model's
+alias and, while a rebuild is under way, to the alias of the index being
+built (`also`). Those extra aliases are looked up on every call, after the
+caller read its events (readmodel/rebuild.py says why that order matters),
+and written with `require_alias`, so an alias that vanishes meanwhile (the
+rebuild swapped it live) fails its items with 404, which count as done,
+instead of auto-creating an index of that name.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from elastic_transport import TransportError
@@ -45,16 +54,28 @@ class BulkWriter:
         self.base_delay = base_delay
         self.max_delay = max_delay
 
-    async def write(self, index: str, actions: Sequence[Action], *, refresh: bool = True) -> None:
-        """Apply every action or raise; with `refresh`, make them searchable before returning."""
-        pending = list(actions)
+    async def write(
+        self,
+        index: str,
+        actions: Sequence[Action],
+        *,
+        refresh: bool = True,
+        also: Sequence[str] = (),
+    ) -> None:
+        """Apply every action or raise; with `refresh`, make them searchable before returning.
+
+        Each action goes to `index` and to every alias in `also` that exists now.
+        """
+        targets = [_Target(index, optional=False)]
+        for alias in also:
+            if await self._alias_exists(alias):
+                targets.append(_Target(alias, optional=True))
+        pending = [(target, action) for target in targets for action in actions]
         attempt = 0
         while pending:
             attempt += 1
             try:
-                response = await self.client.bulk(
-                    operations=_operations(index, pending), refresh=refresh
-                )
+                response = await self.client.bulk(operations=_operations(pending), refresh=refresh)
             except TransportError as error:  # connection refused, reset, timed out
                 await self._backoff(attempt, f"no answer from Elasticsearch: {error}")
                 continue
@@ -63,24 +84,39 @@ class BulkWriter:
                     await self._backoff(attempt, f"status {error.status_code}")
                     continue
                 raise
-            retry: list[Action] = []
+            retry: list[tuple[_Target, Action]] = []
             failed: list[str] = []
-            for action, item in zip(pending, response["items"], strict=True):
+            for (target, action), item in zip(pending, response["items"], strict=True):
                 result = next(iter(item.values()))
                 status = result.get("status", 500)
                 if status < 300 or status == 409:
                     continue  # done, or a newer version is already there
                 if status == 404 and isinstance(action, DeleteDocument):
                     continue  # already gone
+                if status == 404 and target.optional:
+                    continue  # the rebuild's alias is gone: swapped live or dropped
                 if status in _RETRYABLE:
-                    retry.append(action)
+                    retry.append((target, action))
                 else:
-                    failed.append(f"{action.id}: {status} {result.get('error')}")
+                    failed.append(f"{target.name}/{action.id}: {status} {result.get('error')}")
             if failed:
-                raise BulkError(f"{len(failed)} documents refused by {index}: {failed[:3]}")
+                raise BulkError(f"{len(failed)} documents refused: {failed[:3]}")
             pending = retry
             if pending:
                 await self._backoff(attempt, f"{len(pending)} items to retry")
+
+    async def _alias_exists(self, alias: str) -> bool:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return bool(await self.client.indices.exists_alias(name=alias))
+            except TransportError as error:
+                await self._backoff(attempt, f"no answer from Elasticsearch: {error}")
+            except ApiError as error:
+                if error.status_code not in _RETRYABLE:
+                    raise
+                await self._backoff(attempt, f"status {error.status_code}")
 
     async def _backoff(self, attempt: int, reason: str) -> None:
         if attempt >= self.max_attempts:
@@ -91,15 +127,24 @@ class BulkWriter:
         await asyncio.sleep(delay)
 
 
-def _operations(index: str, actions: Sequence[Action]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Target:
+    name: str
+    # An alias that may vanish under us: never auto-create an index in its place.
+    optional: bool
+
+
+def _operations(pending: Sequence[tuple[_Target, Action]]) -> list[dict[str, Any]]:
     ops: list[dict[str, Any]] = []
-    for action in actions:
-        meta = {
-            "_index": index,
+    for target, action in pending:
+        meta: dict[str, Any] = {
+            "_index": target.name,
             "_id": action.id,
             "version": action.version,
             "version_type": "external",
         }
+        if target.optional:
+            meta["require_alias"] = True
         if isinstance(action, DeleteDocument):
             ops.append({"delete": meta})
         else:

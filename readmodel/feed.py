@@ -12,6 +12,7 @@ wake-up costs latency, never data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -40,11 +41,10 @@ class Applied:
     """A batch a projection has applied and made searchable."""
 
     projection: str
+    # The events of the batch the projection takes (maybe none).
     events: list[StoredEvent]
-
-    @property
-    def position(self) -> int:
-        return self.events[-1].position
+    # The checkpoint it reached: every event up to here is applied.
+    position: int
 
 
 @dataclass(frozen=True)
@@ -115,19 +115,22 @@ class FeedWorker:
                 if applied == 0:
                     await self._sleep(self.poll_interval)
         finally:
-            for projection in self.projections:
-                try:
-                    await self.checkpoints.release(projection.name, self.owner)
-                except Exception:  # the lease will expire by itself
-                    log.warning("could not release lease of %s", projection.name)
+            await self.release_leases()
             log.info("feed worker %s stopped", self.owner)
+
+    async def release_leases(self) -> None:
+        """Give up every lease this worker holds, so another can take over at once."""
+        for projection in self.projections:
+            try:
+                await self.checkpoints.release(projection.name, self.owner)
+            except Exception:  # the lease will expire by itself
+                log.warning("could not release lease of %s", projection.name)
 
     async def _sleep(self, seconds: float) -> None:
         self._wakeup.clear()
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
 
     async def run_once(self) -> int:
         """One batch per projection it holds; the number of events applied."""
@@ -158,7 +161,13 @@ class FeedWorker:
             relevant = [e for e in batch if e.aggregate_type in projection.takes]
             actions = await projection.project(conn, relevant) if relevant else []
         if actions:
-            await self.writer.write(projection.index.alias(self.index_prefix), actions)
+            # And to the index a rebuild is building, if one is (readmodel/rebuild.py):
+            # looked up after the events were read, which the rebuild relies on.
+            await self.writer.write(
+                projection.index.alias(self.index_prefix),
+                actions,
+                also=[projection.index.next_alias(self.index_prefix)],
+            )
         if not await self.checkpoints.advance(
             projection.name, self.owner, batch[-1].position, self.clock()
         ):
@@ -166,10 +175,9 @@ class FeedWorker:
                 "lost the lease of %s before advancing; another worker goes on", projection.name
             )
             return 0
-        if relevant:
-            applied = Applied(projection.name, relevant)
-            for listener in self.listeners:
-                await listener(applied)
+        applied = Applied(projection.name, relevant, batch[-1].position)
+        for listener in self.listeners:
+            await listener(applied)
         return len(batch)
 
     async def lag(self) -> list[ProjectionLag]:

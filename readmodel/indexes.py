@@ -1,9 +1,14 @@
 """The read models' index definitions, declared once with explicit types.
 
-Each index is versioned by a digest of its mapping and settings: the physical
-index is `<prefix>-<name>-<digest>` and clients only ever see the alias
-`<prefix>-<name>`. A changed mapping in the code gives a new digest, which is
-how `bicameral readmodel status` knows a rebuild is due.
+Each read model is served through the alias `<prefix>-<name>`; clients only
+ever see the alias. Behind it is one physical index,
+`<prefix>-<name>-<digest>-<generation>`: the digest is a hash of the mapping
+and settings, so a changed mapping in the code gives a new digest, which is
+how `bicameral readmodel status` knows a rebuild is due; the generation is a
+counter, so that a rebuild under an unchanged mapping still gets a new index.
+The digest is also stored in the mapping's `_meta`, where it is read back.
+While a rebuild is under way a second alias, `<prefix>-<name>-next`, points
+at the index being built (see readmodel/rebuild.py).
 
 Only what the bare integ-test distribution has (see docs/elasticsearch.md):
 the `standard` analyzer, keyword, numeric, date, boolean and `completion`
@@ -37,19 +42,30 @@ class IndexDefinition:
 
     @property
     def mappings(self) -> dict[str, Any]:
+        """The mapping to create an index with, its digest in `_meta`."""
+        return {**self._typed_mappings, "_meta": {"digest": self.digest}}
+
+    @property
+    def _typed_mappings(self) -> dict[str, Any]:
         # strict: a field the projection forgot to declare is an error, not a guess.
         return {"dynamic": "strict", "properties": self.properties}
 
     @property
     def digest(self) -> str:
-        body = json.dumps({"m": self.mappings, "s": self.settings}, sort_keys=True)
+        # Over the mapping without `_meta`: the digests of indexes made before
+        # `_meta` was stored stay the same, so they are not taken for outdated.
+        body = json.dumps({"m": self._typed_mappings, "s": self.settings}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:10]
 
     def alias(self, prefix: str) -> str:
         return f"{prefix}-{self.name}"
 
-    def physical(self, prefix: str, digest: str | None = None) -> str:
-        return f"{prefix}-{self.name}-{digest or self.digest}"
+    def next_alias(self, prefix: str) -> str:
+        """The alias of the index a rebuild is building; absent when none is under way."""
+        return f"{prefix}-{self.name}-next"
+
+    def physical(self, prefix: str, generation: int = 1) -> str:
+        return f"{prefix}-{self.name}-{self.digest}-{generation}"
 
 
 PRODUCTS = IndexDefinition(
@@ -64,7 +80,8 @@ PRODUCTS = IndexDefinition(
         "name_suggest": {"type": "completion", "analyzer": "standard"},
         "description": _TEXT,
         "category": _KEYWORD,
-        "tags": _KEYWORD,
+        # Keyword for facets and filters; `tags.text` lets a search word match a tag.
+        "tags": {**_KEYWORD, "fields": {"text": _TEXT}},
         "price": _LONG,
         "currency": _KEYWORD,
         "status": _KEYWORD,

@@ -15,9 +15,13 @@ from elasticsearch import AsyncElasticsearch, NotFoundError
 from readmodel.checkpoints import Checkpoints
 from readmodel.indexes import INDEXES
 from readmodel.queries import (
+    OrderFilter,
+    OrderSort,
     ProductFilter,
     ProductSort,
+    customer_search,
     encode_cursor,
+    order_search,
     product_search,
     product_suggest,
 )
@@ -31,6 +35,8 @@ class Page:
     cursors: list[str]
     total: int
     has_next: bool
+    # Facet name -> [(value, count)]; only when asked for.
+    facets: dict[str, list[tuple[Any, int]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ class Reader:
             cursors=[encode_cursor(h["sort"]) for h in page],
             total=result["hits"]["total"]["value"],
             has_next=len(hits) > size,
+            facets=_facets(result["aggregations"]) if "aggregations" in result else None,
         )
 
     async def products(
@@ -97,15 +104,39 @@ class Reader:
         sort: ProductSort | None = None,
         first: int = 20,
         after: str | None = None,
+        facets: bool = False,
     ) -> Page:
-        body = product_search(search=search, filter=filter, sort=sort, first=first, after=after)
+        body = product_search(
+            search=search, filter=filter, sort=sort, first=first, after=after, facets=facets
+        )
         return await self.search("products", body)
+
+    async def orders(
+        self,
+        *,
+        filter: OrderFilter | None = None,
+        sort: OrderSort | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> Page:
+        body = order_search(filter=filter, sort=sort, first=first, after=after)
+        return await self.search("orders", body)
+
+    async def customers(
+        self, *, search: str | None = None, first: int = 20, after: str | None = None
+    ) -> Page:
+        return await self.search(
+            "customers", customer_search(search=search, first=first, after=after)
+        )
 
     async def suggest_products(self, prefix: str, size: int = 10) -> list[dict[str, Any]]:
         result = await self.client.search(
             index=self.alias("products"), body=product_suggest(prefix, size)
         )
-        return [option["_source"] for option in result["suggest"]["names"][0]["options"]]
+        found: dict[str, dict[str, Any]] = {}
+        for option in result["suggest"]["names"][0]["options"]:
+            found.setdefault(option["_id"], option["_source"])
+        return list(found.values())
 
     async def reached(self, names: list[str]) -> int:
         """The position every one of these projections has applied and made searchable."""
@@ -122,3 +153,14 @@ class Reader:
             if time.monotonic() >= deadline:
                 return Staleness(position, reached)
             await asyncio.sleep(self.poll_interval)
+
+
+def _facets(aggregations: dict[str, Any]) -> dict[str, list[tuple[Any, int]]]:
+    facets: dict[str, list[tuple[Any, int]]] = {}
+    for name, agg in aggregations.items():
+        values = agg["values"]
+        if "buckets" in values:
+            facets[name] = [(b.get("key"), int(b["doc_count"])) for b in values["buckets"]]
+        else:  # a single filter bucket: one count
+            facets[name] = [(True, int(values["doc_count"]))]
+    return facets

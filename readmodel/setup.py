@@ -1,14 +1,31 @@
-"""Create the read models' indexes and aliases, and tell when one is out of date."""
+"""Create the read models' indexes and aliases, and tell when one is out of date.
+
+A physical index is `<alias>-<digest>-<generation>` (readmodel/indexes.py).
+Whether a rebuild is due is decided by the digest the serving index carries
+in its mapping's `_meta`, or, for an index made before `_meta` was stored, in
+its name: the generation plays no part, so a rebuilt index under the same
+mapping is as current as the first one.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError
+from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
 from readmodel.indexes import INDEXES, IndexDefinition
 
-__all__ = ["AliasState", "alias_state", "ensure_index", "ensure_indexes"]
+__all__ = [
+    "AliasState",
+    "alias_state",
+    "create_index",
+    "ensure_index",
+    "ensure_indexes",
+    "generation_of",
+    "physical_indexes",
+]
 
 
 @dataclass(frozen=True)
@@ -16,23 +33,82 @@ class AliasState:
     alias: str
     # The physical index the alias points at now (None: no alias yet).
     serving: str | None
-    # The physical index the code's mapping asks for.
-    wanted: str
+    # The digest of the serving index's mapping (None: no alias, or an index we did not make).
+    serving_digest: str | None
+    # The digest of the mapping the code declares.
+    wanted_digest: str
+    # The index a rebuild is building, behind `<alias>-next` (None: no rebuild under way).
+    building: str | None = None
+    building_digest: str | None = None
 
     @property
     def rebuild_due(self) -> bool:
-        return self.serving is not None and self.serving != self.wanted
+        return self.serving is not None and self.serving_digest != self.wanted_digest
+
+
+def _name_pattern(alias: str) -> re.Pattern[str]:
+    # The generation is optional: indexes made before generations existed have none.
+    return re.compile(rf"{re.escape(alias)}-(?P<digest>[0-9a-f]{{10}})(?:-(?P<generation>[0-9]+))?")
+
+
+def generation_of(alias: str, physical: str) -> int:
+    """The generation in a physical index's name; 0 for one without (or not ours)."""
+    found = _name_pattern(alias).fullmatch(physical)
+    return int(found["generation"]) if found and found["generation"] else 0
+
+
+async def _behind(
+    client: AsyncElasticsearch, alias: str, name: str
+) -> tuple[str | None, str | None]:
+    """The physical index behind alias `name` and the digest it carries, or (None, None)."""
+    try:
+        found = await client.indices.get_mapping(index=name)
+    except NotFoundError:
+        return None, None
+    physical = sorted(found.body)[0]
+    mappings: dict[str, Any] = found.body[physical].get("mappings", {})
+    digest = mappings.get("_meta", {}).get("digest")
+    if digest is None:
+        named = _name_pattern(alias).fullmatch(physical)
+        digest = named["digest"] if named else None
+    return physical, digest
 
 
 async def alias_state(
     client: AsyncElasticsearch, prefix: str, index: IndexDefinition
 ) -> AliasState:
     alias = index.alias(prefix)
-    serving = None
-    if await client.indices.exists_alias(name=alias):
-        found = await client.indices.get_alias(name=alias)
-        serving = sorted(found.body)[0]
-    return AliasState(alias, serving, index.physical(prefix))
+    serving, serving_digest = await _behind(client, alias, alias)
+    building, building_digest = await _behind(client, alias, index.next_alias(prefix))
+    return AliasState(alias, serving, serving_digest, index.digest, building, building_digest)
+
+
+async def physical_indexes(
+    client: AsyncElasticsearch, prefix: str, index: IndexDefinition
+) -> list[str]:
+    """Every physical index of this read model, whether an alias points at it or not."""
+    alias = index.alias(prefix)
+    found = await client.indices.get_alias(index=f"{alias}-*", expand_wildcards="all")
+    pattern = _name_pattern(alias)
+    return sorted(name for name in found.body if pattern.fullmatch(name))
+
+
+async def create_index(client: AsyncElasticsearch, index: IndexDefinition, physical: str) -> bool:
+    """Create a physical index with the code's mapping; False when it existed already.
+
+    Returns once its primary shard is allocated, so the first write does not wait.
+    """
+    created = True
+    try:
+        await client.indices.create(
+            index=physical, mappings=index.mappings, settings=index.settings
+        )
+    except BadRequestError as error:
+        if error.error != "resource_already_exists_exception":
+            raise
+        created = False
+    await client.cluster.health(index=physical, wait_for_status="yellow", timeout="30s")
+    return created
 
 
 async def ensure_index(
@@ -42,25 +118,20 @@ async def ensure_index(
 
     An existing alias is left alone even when its mapping is older: moving it
     is the rebuild's job, so the old index keeps serving until the new is ready.
+    The first generation has a fixed name, so processes that start together
+    all create (or find) the same index and point the alias at it alone.
     """
     state = await alias_state(client, prefix, index)
     if state.serving is not None:
         return state
-    physical = state.wanted
-    try:
-        await client.indices.create(
-            index=physical, mappings=index.mappings, settings=index.settings
-        )
-    except BadRequestError as error:
-        if error.error != "resource_already_exists_exception":
-            raise
+    physical = index.physical(prefix, 1)
+    await create_index(client, index, physical)
     try:
         await client.indices.update_aliases(
             actions=[{"add": {"index": physical, "alias": state.alias}}]
         )
     except BadRequestError:
         pass  # another process pointed it first; re-read below
-    await client.cluster.health(index=physical, wait_for_status="yellow", timeout="30s")
     return await alias_state(client, prefix, index)
 
 

@@ -1,9 +1,10 @@
-"""Wake the feed worker when PostgreSQL says new events committed.
+"""Wake-ups across processes through PostgreSQL's LISTEN/NOTIFY.
 
 `writemodel.outbox.append` sends a NOTIFY on the outbox channel inside the
-command's transaction; PostgreSQL delivers it at commit, never for a
-rollback. This listener turns each into `FeedWorker.wake()`. It is a
-shortcut, not the data path: the worker still polls, so a NOTIFY lost while
+command's transaction (delivered at commit, never for a rollback): it wakes
+the feed worker. The worker sends one on the applied channel after each batch
+is searchable: it wakes the API processes' change hubs. Either is a shortcut,
+not the data path: the worker and the hubs still poll, so a NOTIFY lost while
 the listening connection was down costs latency, never an event.
 """
 
@@ -18,23 +19,29 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL
 
-from writemodel.outbox import NOTIFY_CHANNEL
-
 __all__ = ["PostgresWakeup"]
 
 log = logging.getLogger(__name__)
 
 
 class PostgresWakeup:
-    def __init__(self, url: URL, wake: Callable[[], None], *, retry_interval: float = 2.0) -> None:
+    """One connection that LISTENs on each channel and calls its wake-up."""
+
+    def __init__(
+        self,
+        url: URL,
+        channels: dict[str, Callable[[], None]],
+        *,
+        retry_interval: float = 2.0,
+    ) -> None:
         self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.wake = wake
+        self.channels = channels
         self.retry_interval = retry_interval
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-listener")
+        self._task = asyncio.create_task(self._run(), name="postgres-listener")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -43,8 +50,8 @@ class PostgresWakeup:
                 await self._task
             self._task = None
 
-    def _notified(self, *_: Any) -> None:
-        self.wake()
+    def _notified(self, _connection: Any, _pid: int, channel: str, _payload: str) -> None:
+        self.channels[channel]()
 
     async def _run(self) -> None:
         while True:
@@ -53,10 +60,12 @@ class PostgresWakeup:
                 connection = await asyncpg.connect(self.dsn)
                 lost = asyncio.Event()
                 connection.add_termination_listener(lambda _, lost=lost: lost.set())
-                await connection.add_listener(NOTIFY_CHANNEL, self._notified)
+                for channel in self.channels:
+                    await connection.add_listener(channel, self._notified)
                 self.listening.set()
-                # Whatever committed while we were not listening: look now.
-                self.wake()
+                # Whatever happened while we were not listening: look now.
+                for wake in self.channels.values():
+                    wake()
                 await lost.wait()
                 log.warning("outbox listener lost its connection; polling covers meanwhile")
             except asyncio.CancelledError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -100,7 +101,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 1
                 for report in terminalreporter.stats.get(outcome, [])
                 if (outcome == "skipped" or getattr(report, "when", "call") == "call")
-                and f"[{database}" in getattr(report, "nodeid", "")
+                and re.search(rf"[\[-]{database}[\]-]", getattr(report, "nodeid", ""))
             )
             for outcome in ("passed", "failed", "skipped")
         }

@@ -22,7 +22,7 @@ from typing import Any
 from domain.commands import Command
 from domain.errors import ConcurrencyConflict, DomainError
 from writemodel.handlers import HANDLERS, Context
-from writemodel.unit_of_work import IdempotencyRace, Remember, UnitOfWork
+from writemodel.unit_of_work import IdempotencyRace, Remember, TransientConflict, UnitOfWork
 
 __all__ = ["CommandOutcome", "CommandService", "IdempotencyKeyReused"]
 
@@ -111,6 +111,15 @@ class CommandService:
                         raise
                     log.info("retrying %s after a concurrent write", type(command).__name__)
                     await uow.rollback()
+                    await asyncio.sleep(
+                        random.uniform(0, min(self.max_backoff, 0.002 * 2**attempt))
+                    )
+                    continue
+                except TransientConflict:
+                    # A deadlock or serialization failure: nothing was written, and the
+                    # command's checks (its expected version too) run again from the start.
+                    if attempt >= self.max_attempts:
+                        raise
                     await asyncio.sleep(
                         random.uniform(0, min(self.max_backoff, 0.002 * 2**attempt))
                     )

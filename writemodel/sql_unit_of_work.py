@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.customer import Customer
@@ -32,6 +32,7 @@ from writemodel.unit_of_work import (
     Remember,
     Remembered,
     StockRepository,
+    TransientConflict,
     UnitOfWork,
 )
 
@@ -179,7 +180,7 @@ class SqlUnitOfWork(UnitOfWork):
                 # First, so that a concurrent request with the same key waits here
                 # and then fails as an idempotency race, not on a unique sku.
                 await self._remember(remember, now)
-            for product in self.products.seen.values():
+            for product in _by_id(self.products.seen):
                 await self._save(
                     product,
                     products,
@@ -198,7 +199,7 @@ class SqlUnitOfWork(UnitOfWork):
                     },
                     now,
                 )
-            for item in self.stocks.seen.values():
+            for item in _by_id(self.stocks.seen):
                 await self._save(
                     item,
                     stock,
@@ -211,7 +212,7 @@ class SqlUnitOfWork(UnitOfWork):
                     },
                     now,
                 )
-            for customer in self.customers.seen.values():
+            for customer in _by_id(self.customers.seen):
                 await self._save(
                     customer,
                     customers,
@@ -225,7 +226,7 @@ class SqlUnitOfWork(UnitOfWork):
                     },
                     now,
                 )
-            for order in self.orders.seen.values():
+            for order in _by_id(self.orders.seen):
                 await self._save(
                     order,
                     orders,
@@ -274,6 +275,11 @@ class SqlUnitOfWork(UnitOfWork):
         except IntegrityError as error:
             await conn.rollback()
             raise _integrity_error(error) from error
+        except DBAPIError as error:
+            await conn.rollback()
+            if _lost_race(error):
+                raise TransientConflict(str(error.orig).splitlines()[0]) from error
+            raise
         for repo in self.repositories():
             for aggregate in repo.seen.values():
                 aggregate.pending.clear()
@@ -303,7 +309,7 @@ class SqlUnitOfWork(UnitOfWork):
             .values(version=aggregate.version, updated_at=now, **values)
         )
         if result.rowcount != 1:
-            raise ConcurrencyConflict(type(aggregate).__name__, aggregate.id, loaded, -1)
+            raise ConcurrencyConflict(type(aggregate).__name__, aggregate.id, loaded, None)
 
     async def rollback(self) -> None:
         if self.conn is not None and self.conn.in_transaction():
@@ -332,6 +338,23 @@ class SqlUnitOfWork(UnitOfWork):
                 expires_at=remember.expires_at,
             )
         )
+
+
+def _by_id(seen: dict[str, Any]) -> list[Any]:
+    """Aggregates in id order: two commits that touch the same rows lock them in one
+    order, so they wait for each other instead of deadlocking."""
+    return [seen[id] for id in sorted(seen)]
+
+
+# PostgreSQL's serialization_failure and deadlock_detected: the transaction lost a
+# race and can be run again from the start.
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+
+
+def _lost_race(error: DBAPIError) -> bool:
+    orig = error.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code in _RETRYABLE_SQLSTATES
 
 
 def _integrity_error(error: IntegrityError) -> Exception:

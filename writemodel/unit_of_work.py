@@ -30,6 +30,7 @@ __all__ = [
     "Remembered",
     "Repository",
     "StockRepository",
+    "TransientConflict",
     "UnitOfWork",
 ]
 
@@ -95,6 +96,11 @@ class CustomerRepository(Repository[Customer]):
 
 class OrderRepository(Repository[Order]):
     pass
+
+
+class TransientConflict(Exception):
+    """The database aborted the transaction for a race (a deadlock, a serialization
+    failure); nothing was written and the whole command can run again."""
 
 
 class IdempotencyRace(Exception):

@@ -46,7 +46,9 @@ def test_create_product_then_read_it_back_from_the_search_side(server: Server) -
         server,
         """query($id: ID!, $token: String) {
              product(id: $id, consistencyToken: $token) { sku name stock { onHand } }
-             products(search: "skeleton") { totalCount edges { node { id } } }
+             products(search: "skeleton", consistencyToken: $token) {
+                   totalCount edges { node { id } }
+                 }
            }""",
         id=created["product"]["id"],
         token=created["consistencyToken"],

@@ -34,11 +34,19 @@ def test_a_text_search_matches_across_weighted_fields_and_sorts_by_relevance() -
                 "filter": [ACTIVE_ONLY],
                 "must": [
                     {
-                        "multi_match": {
-                            "query": "red kettle",
-                            "fields": ["name^3", "description", "tags^2", "sku^4"],
-                            "type": "best_fields",
-                            "operator": "and",
+                        "bool": {
+                            "should": [
+                                {
+                                    "multi_match": {
+                                        "query": "red kettle",
+                                        "fields": ["name^3", "description", "tags.text^2"],
+                                        "type": "cross_fields",
+                                        "operator": "and",
+                                    }
+                                },
+                                {"term": {"sku": {"value": "RED KETTLE", "boost": 10}}},
+                            ],
+                            "minimum_should_match": 1,
                         }
                     }
                 ],
@@ -254,7 +262,8 @@ def test_a_cursor_of_another_sort_order_says_so() -> None:
 def test_a_search_of_two_hundred_characters_is_allowed() -> None:
     body = product_search(search="x" * 200)
 
-    assert body["query"]["bool"]["must"][0]["multi_match"]["query"] == "x" * 200
+    text_match = body["query"]["bool"]["must"][0]["bool"]["should"][0]
+    assert text_match["multi_match"]["query"] == "x" * 200
 
 
 def test_suggestions_complete_a_name_prefix() -> None:
@@ -263,7 +272,7 @@ def test_suggestions_complete_a_name_prefix() -> None:
         "suggest": {
             "names": {
                 "prefix": "Ket",
-                "completion": {"field": "name_suggest", "size": 5, "skip_duplicates": True},
+                "completion": {"field": "name_suggest", "size": 5},
             }
         },
     }
@@ -286,3 +295,17 @@ def test_a_cursor_with_a_number_json_cannot_hold_is_malformed(value: str) -> Non
         decode_cursor(_raw_cursor(f'[{value}, "id-1"]'), 2)
 
     assert caught.value.argument == "after"
+
+
+def test_facets_leave_out_their_own_filter_and_hits_get_every_filter() -> None:
+    body = product_search(filter=ProductFilter(categories=("Kitchen",), in_stock=True), facets=True)
+
+    category = {"terms": {"category": ["kitchen"]}}
+    in_stock = {"term": {"in_stock": True}}
+    assert body["query"] == {"bool": {"filter": [ACTIVE_ONLY]}}
+    assert body["post_filter"] == {"bool": {"filter": [ACTIVE_ONLY, category, in_stock]}}
+    aggs = body["aggs"]
+    assert aggs["categories"]["filter"] == {"bool": {"filter": [ACTIVE_ONLY, in_stock]}}
+    assert aggs["in_stock"]["filter"] == {"bool": {"filter": [ACTIVE_ONLY, category]}}
+    assert aggs["tags"]["filter"] == {"bool": {"filter": [ACTIVE_ONLY, category, in_stock]}}
+    assert aggs["price"]["aggs"]["values"]["range"]["ranges"][-1] == {"from": 10000}

@@ -330,7 +330,7 @@ def test_expecting_another_version_raises_a_version_conflict(now: datetime, expe
     assert conflict.code == "VERSION_CONFLICT"
     assert conflict.field == "expectedVersion"
     assert (conflict.expected, conflict.actual) == (expected, 2)
-    assert conflict.message == f"Order o1 is at version 2, not the expected {expected}"
+    assert conflict.message == f"Order o1 is at version 2, not at the expected version {expected}"
     assert isinstance(conflict, DomainError)
 
 

@@ -1,0 +1,159 @@
+"""Subscriptions: change notifications, sent once the read side has the change.
+
+Each notification's `position` is a consistency token (a query given it sees
+the change) and a resume point (`after:` on any subscription replays what
+came after it from the write side's outbox, then continues live, with no gap
+and no duplicate at the seam).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+
+from api.context import Context
+from api.extensions import UserError
+from api.types import Customer, Order, Product
+from readmodel.notifications import Change, SubscriberFellBehind
+
+__all__ = ["Subscription"]
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.enum
+class EntityType(Enum):
+    PRODUCT = "Product"
+    ORDER = "Order"
+    CUSTOMER = "Customer"
+
+
+@strawberry.type(description="Something changed, and the read side already shows it.")
+class ChangeNotification:
+    entity_type: EntityType
+    id: strawberry.ID
+    version: int = strawberry.field(
+        description="The version of the aggregate the change belongs to: the product's, "
+        "or for stock changes (kind Stock...) the stock's."
+    )
+    position: str = strawberry.field(
+        description="A consistency token for queries, and the point to resume from."
+    )
+    kind: str = strawberry.field(description="What happened, e.g. PriceChanged, OrderPaid.")
+
+    @strawberry.field(description="The product as the read side has it now (PRODUCT only).")
+    async def product(self, info: Info) -> Product | None:
+        if self.entity_type is not EntityType.PRODUCT:
+            return None
+        doc = await info.context.app.reader.get("products", str(self.id))
+        return None if doc is None else Product.from_document(doc)
+
+    @strawberry.field(description="The order as the read side has it now (ORDER only).")
+    async def order(self, info: Info) -> Order | None:
+        if self.entity_type is not EntityType.ORDER:
+            return None
+        doc = await info.context.app.reader.get("orders", str(self.id))
+        return None if doc is None else Order.from_document(doc)
+
+    @strawberry.field(description="The customer as the read side has it now (CUSTOMER only).")
+    async def customer(self, info: Info) -> Customer | None:
+        if self.entity_type is not EntityType.CUSTOMER:
+            return None
+        doc = await info.context.app.reader.get("customers", str(self.id))
+        return None if doc is None else Customer.from_document(doc)
+
+    @classmethod
+    def of(cls, change: Change) -> ChangeNotification:
+        return cls(
+            entity_type=EntityType(change.entity_type),
+            id=strawberry.ID(change.id),
+            version=change.version,
+            position=str(change.position),
+            kind=change.kind,
+        )
+
+
+_AFTER_HELP = (
+    "A position from an earlier notification (or a mutation's consistencyToken): first "
+    "replay every change after it, then continue live."
+)
+
+
+After = Annotated[str | None, strawberry.argument(description=_AFTER_HELP)]
+
+
+def _position(after: str | None) -> int | None:
+    if after is None:
+        return None
+    try:
+        position = int(after)
+        if position < 0:
+            raise ValueError
+    except ValueError:
+        raise UserError("after is a position a notification carried", argument="after") from None
+    return position
+
+
+async def _notifications(
+    info: Info, accept: Callable[[Change], bool], after: str | None
+) -> AsyncGenerator[ChangeNotification, None]:
+    start = _position(after)
+    hub = info.context.app.hub
+    try:
+        async for change in hub.subscribe(accept, start):
+            yield ChangeNotification.of(change)
+    except SubscriberFellBehind as behind:
+        raise UserError(str(behind), code="SUBSCRIBER_FELL_BEHIND", argument="after") from None
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Every change of the chosen kinds, in position order.")
+    async def changes(
+        self,
+        info: Info,
+        types: list[EntityType] | None = None,
+        after: After = None,
+    ) -> AsyncGenerator[ChangeNotification, None]:
+        wanted = {t.value for t in types} if types else {t.value for t in EntityType}
+        async for note in _notifications(info, lambda c: c.entity_type in wanted, after):
+            yield note
+
+    @strawberry.subscription(description="Changes to one product (its stock included).")
+    async def product_changed(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        after: After = None,
+    ) -> AsyncGenerator[ChangeNotification, None]:
+        key = str(id)
+        accept = lambda c: c.entity_type == "Product" and c.id == key  # noqa: E731
+        async for note in _notifications(info, accept, after):
+            yield note
+
+    @strawberry.subscription(description="Changes to one order.")
+    async def order_changed(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        after: After = None,
+    ) -> AsyncGenerator[ChangeNotification, None]:
+        key = str(id)
+        accept = lambda c: c.entity_type == "Order" and c.id == key  # noqa: E731
+        async for note in _notifications(info, accept, after):
+            yield note
+
+    @strawberry.subscription(description="Changes to any order of one customer.")
+    async def orders_of_customer(
+        self,
+        info: Info,
+        customer_id: strawberry.ID,
+        after: After = None,
+    ) -> AsyncGenerator[ChangeNotification, None]:
+        key = str(customer_id)
+        accept = lambda c: c.entity_type == "Order" and c.customer_id == key  # noqa: E731
+        async for note in _notifications(info, accept, after):
+            yield note

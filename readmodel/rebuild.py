@@ -1,0 +1,387 @@
+"""Rebuild a read model from the write database while the old index keeps serving.
+
+The steps, for one read model served by the alias `<prefix>-<name>`:
+
+(a) Create a new physical index, `<prefix>-<name>-<digest>-<generation>`, one
+    generation above every index of this read model, with the code's mapping
+    (so a rebuild under an unchanged mapping still gets a new index).
+(b) Point `<prefix>-<name>-next` at it. From then on the feed worker writes
+    every batch to the alias and to `-next` (`BulkWriter.write(also=...)`).
+(c) Read the outbox head H0, then load every document from the write
+    database, in id order, a page at a time, with external version H0,
+    unrefreshed; one refresh at the end. `progress(loaded, total)` is told
+    after every page.
+(d) Read the head H1 and wait until the projection's checkpoint has reached
+    it: drive the worker in this process while no other live worker holds the
+    projection's lease, else poll the checkpoint.
+(e) One atomic `_aliases` call: the alias onto the new index, off the old
+    one, and `-next` removed.
+(f) After a short grace, for searches and batches that resolved the alias
+    just before (e), delete the old index (and older leftovers).
+
+Why the new index misses nothing. Take an event at position p.
+- If the worker wrote its batch to `-next`, the new index has it, with
+  version p.
+- If not, the worker looked `-next` up and did not find it. It looks it up
+  when it writes, after it has read the batch's events, so the event was
+  committed before `-next` existed, before H0 was read: p <= H0 (the outbox
+  read is gap-safe, so nothing committed is below the head unseen). The load
+  reads state after reading H0, and state commits with its events, so the
+  loaded document includes the event's effect.
+The two writers may reach a document in either order; external versioning
+makes the order irrelevant. The load writes the state read after H0 with
+version H0; the worker writes, for an event at p, the state read after p
+committed, with version p. Elasticsearch keeps the highest version: for
+p < H0 the loaded state is the newer one and wins whenever it arrives; for
+p > H0 the worker's is the newer one and wins whenever it arrives; for p == H0
+both are states from after H0, and later events follow with higher versions.
+So from the end of (c) on, the new index holds everything the old one does;
+(d) is not needed for that, but it makes the rebuild end caught up, and fail
+loudly rather than swap when nothing feeds the read model.
+
+That needs the worker's `-next` lookup to be fresh: a "not found" must come
+from after the batch was read. It is one HEAD request per written batch; a
+cached answer valid for t seconds would need the rebuild to wait t between
+(b) and reading H0. Writes to `-next` use `require_alias`, so once (e) has
+removed it a batch that still names it skips it instead of auto-creating an
+index of that name.
+
+Deletes: a delete at p > H0 leaves a tombstone with version p that refuses
+the load's older write for `index.gc_deletes` (60 s by default); the load
+writes each page right after reading it, well within that.
+
+Interrupted (Ctrl-C, a crash, a timeout in (d)) anywhere before (e), the old
+index keeps serving and `-next` stays, still fed by the worker. The next
+rebuild finds `-next` on an index of the code's digest, reuses it and loads
+again, which external versioning makes idempotent; an index of another digest
+behind `-next` is dropped and a new one made. Interrupted between (e) and (f),
+the old index is left over; the next rebuild deletes it. Two rebuilds of one
+read model at once: `-next` is added with `is_write_index`, which
+Elasticsearch refuses for a second index, so the later one joins the first's
+index; whichever swaps second finds the work done.
+
+The loaded documents carry H0 as their `position` too: "this document reflects
+the write database as of H0 at least", the only position known for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from readmodel.bulk import BulkWriter
+from readmodel.checkpoints import Checkpoints
+from readmodel.feed import FeedWorker
+from readmodel.indexes import INDEXES, IndexDefinition
+from readmodel.projections import Action, IndexDocument, Projection
+from readmodel.setup import (
+    AliasState,
+    alias_state,
+    create_index,
+    ensure_index,
+    generation_of,
+    physical_indexes,
+)
+from writemodel import outbox
+
+__all__ = ["Progress", "RebuildError", "RebuildResult", "abandon", "rebuild"]
+
+log = logging.getLogger(__name__)
+
+# Told (documents loaded, documents to load) after every page of the load.
+Progress = Callable[[int, int], None]
+
+
+class RebuildError(RuntimeError):
+    """The rebuild stopped; the old index still serves."""
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    name: str
+    # The index that served before (None: the read model had no index yet).
+    old_index: str | None
+    new_index: str
+    # True when it went on with an interrupted rebuild's index.
+    resumed: bool
+    documents: int
+    # The outbox head read before the load: the version of every loaded document.
+    loaded_as_of: int
+    # The checkpoint the read model had reached when it went live.
+    caught_up_to: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Documents loaded per second, over the whole rebuild."""
+        return self.documents / self.seconds if self.seconds > 0 else 0.0
+
+
+async def rebuild(
+    name: str,
+    *,
+    engine: AsyncEngine,
+    client: AsyncElasticsearch,
+    prefix: str,
+    worker: FeedWorker,
+    checkpoints: Checkpoints,
+    progress: Progress | None = None,
+    page_size: int = 1000,
+    catch_up_timeout: float = 300.0,
+    retire_after: float = 1.0,
+) -> RebuildResult:
+    """Build a new index for read model `name` and put it live (see the module docstring)."""
+    started = time.monotonic()
+    index, projection = _definition(name), _projection(worker, name)
+    target, old, resumed = await _prepare(client, prefix, index)
+    log.info("rebuilding %s into %s%s", name, target, " (resumed)" if resumed else "")
+    loaded_as_of = await _head(engine)
+    documents = await _load(
+        engine, client, projection, target, loaded_as_of, page_size, progress or _silent
+    )
+    caught_up_to = await _catch_up(worker, checkpoints, name, await _head(engine), catch_up_timeout)
+    await _swap(client, prefix, index, target, old)
+    log.info("%s now served by %s", name, target)
+    await asyncio.sleep(retire_after)
+    await _retire(client, prefix, index, target)
+    return RebuildResult(
+        name,
+        old,
+        target,
+        resumed,
+        documents,
+        loaded_as_of,
+        caught_up_to,
+        time.monotonic() - started,
+    )
+
+
+async def abandon(client: AsyncElasticsearch, prefix: str, name: str) -> str | None:
+    """Give up an interrupted rebuild: drop `-next` and its index; the index dropped, if any."""
+    index = _definition(name)
+    state = await alias_state(client, prefix, index)
+    return await _drop_building(client, prefix, index, state)
+
+
+def _silent(loaded: int, total: int) -> None:
+    pass
+
+
+def _definition(name: str) -> IndexDefinition:
+    try:
+        return INDEXES[name]
+    except KeyError:
+        raise RebuildError(f"no read model named {name!r}; there are {sorted(INDEXES)}") from None
+
+
+def _projection(worker: FeedWorker, name: str) -> Projection:
+    for projection in worker.projections:
+        if projection.name == name:
+            return projection
+    raise RebuildError(f"the worker runs no projection {name!r}")
+
+
+async def _head(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(sqlite_readonly=True)
+        position, _ = await outbox.head(conn)
+        return position
+
+
+async def _prepare(
+    client: AsyncElasticsearch, prefix: str, index: IndexDefinition
+) -> tuple[str, str | None, bool]:
+    """Steps (a) and (b): the index to build, the one serving now, and whether it resumes."""
+    state = await ensure_index(client, prefix, index)
+    if state.building is not None:
+        if state.building_digest == index.digest and state.building != state.serving:
+            return state.building, state.serving, True
+        # Left by a rebuild under another mapping: its documents are of no use.
+        await _drop_building(client, prefix, index, state)
+    existing = await physical_indexes(client, prefix, index)
+    generation = max((generation_of(state.alias, n) for n in existing), default=0) + 1
+    target = index.physical(prefix, generation)
+    await create_index(client, index, target)
+    try:
+        await client.indices.update_aliases(
+            actions=[
+                {
+                    "add": {
+                        "index": target,
+                        "alias": index.next_alias(prefix),
+                        "is_write_index": True,
+                    }
+                }
+            ]
+        )
+    except ApiError as error:
+        if error.error != "illegal_state_exception":  # "more than one write index"
+            raise
+        await client.indices.delete(index=target, ignore_unavailable=True)
+        state = await alias_state(client, prefix, index)
+        if state.building is None or state.building_digest != index.digest:
+            raise RebuildError(f"another rebuild of {index.name} is under way") from error
+        log.info("another rebuild of %s is under way; joining it", index.name)
+        return state.building, state.serving, True
+    return target, state.serving, False
+
+
+async def _drop_building(
+    client: AsyncElasticsearch, prefix: str, index: IndexDefinition, state: AliasState
+) -> str | None:
+    if state.building is None:
+        return None
+    try:
+        await client.indices.update_aliases(
+            actions=[{"remove": {"index": state.building, "alias": index.next_alias(prefix)}}]
+        )
+    except NotFoundError:
+        pass  # gone already
+    if state.building == state.serving:
+        return None
+    await client.indices.delete(index=state.building, ignore_unavailable=True)
+    return state.building
+
+
+async def _count(engine: AsyncEngine, projection: Projection, page_size: int) -> int:
+    # Ids only, in large pages: the projection has no count of its own.
+    total, after = 0, ""
+    while True:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_readonly=True)
+            ids = await projection.all_ids(conn, after, page_size)
+        if not ids:
+            return total
+        total, after = total + len(ids), ids[-1]
+
+
+async def _load(
+    engine: AsyncEngine,
+    client: AsyncElasticsearch,
+    projection: Projection,
+    target: str,
+    version: int,
+    page_size: int,
+    progress: Progress,
+) -> int:
+    """Step (c): every document as the write database holds it now, with version `version`."""
+    writer = BulkWriter(client)
+    total = await _count(engine, projection, max(page_size, 10_000))
+    progress(0, total)
+    loaded, after = 0, ""
+    while True:
+        # One short read per page: no transaction held open for the whole load.
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_readonly=True)
+            ids = await projection.all_ids(conn, after, page_size)
+            if not ids:
+                break
+            docs = await projection.documents(conn, ids)
+        actions: list[Action] = [
+            IndexDocument(id, version, {**doc, "position": version}) for id, doc in docs.items()
+        ]
+        await writer.write(target, actions, refresh=False)
+        loaded, after = loaded + len(actions), ids[-1]
+        progress(loaded, max(total, loaded))
+    await client.indices.refresh(index=target)
+    return loaded
+
+
+async def _catch_up(
+    worker: FeedWorker,
+    checkpoints: Checkpoints,
+    name: str,
+    position: int,
+    timeout: float,
+) -> int:
+    """Step (d): until the projection's checkpoint has reached `position`; where it got.
+
+    Drives `worker` here unless a live loop holds the lease: another worker, or
+    this very worker running in a task of its own, which shows by renewing the
+    lease between two looks. Two drivers of one worker would only duplicate
+    writes (harmless) and log a lost lease (misleading), hence the care.
+    """
+    seen: datetime | None = None  # the lease's expiry at the last look, or as we set it
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                checkpoint = await checkpoints.get(name)
+                if checkpoint.position >= position:
+                    return checkpoint.position
+                lease = checkpoint.lease_until
+                live = checkpoint.owner is not None and lease is not None and lease > worker.clock()
+                ours = checkpoint.owner == worker.owner
+                if live and (not ours or seen is None or lease != seen):
+                    # Someone drives it; or a first look at our own lease: a loop of
+                    # ours renews it within a poll interval, if there is one.
+                    seen = lease
+                    await asyncio.sleep(worker.poll_interval * (2 if ours else 1))
+                    continue
+                if not await worker.run_once():
+                    await asyncio.sleep(worker.poll_interval)
+                seen = (await checkpoints.get(name)).lease_until
+    except TimeoutError:
+        reached = (await checkpoints.get(name)).position
+        raise RebuildError(
+            f"the feed of {name} reached {reached}, not {position}, in {timeout:.0f}s; "
+            "the old index still serves, and a new rebuild resumes this one"
+        ) from None
+
+
+async def _swap(
+    client: AsyncElasticsearch, prefix: str, index: IndexDefinition, target: str, old: str | None
+) -> None:
+    """Step (e): in one atomic call, or not at all."""
+    alias, next_alias = index.alias(prefix), index.next_alias(prefix)
+    actions: list[dict[str, dict[str, object]]] = [{"add": {"index": target, "alias": alias}}]
+    if old is not None and old != target:
+        actions.append({"remove": {"index": old, "alias": alias, "must_exist": True}})
+    actions.append({"remove": {"index": target, "alias": next_alias, "must_exist": True}})
+    try:
+        await client.indices.update_aliases(actions=actions)
+    except NotFoundError as error:
+        state = await alias_state(client, prefix, index)
+        if state.serving == target and state.building is None:
+            return  # a rebuild running alongside swapped the same index in
+        raise RebuildError(f"the aliases of {index.name} moved during the rebuild") from error
+
+
+async def _retire(
+    client: AsyncElasticsearch, prefix: str, index: IndexDefinition, target: str
+) -> None:
+    """Step (f): delete the older generations, the one that served until now among them."""
+    state = await alias_state(client, prefix, index)
+    keep = {target, state.serving, state.building}
+    alias, generation = index.alias(prefix), generation_of(index.alias(prefix), target)
+    for name in await physical_indexes(client, prefix, index):
+        # Only older ones: a newer one may be another rebuild's, not aliased yet.
+        if name not in keep and generation_of(alias, name) < generation:
+            log.info("deleting %s", name)
+            await client.indices.delete(index=name, ignore_unavailable=True)
+
+
+# For the CLI (`bicameral readmodel rebuild [NAME]`): build the app with
+# `embedded_worker=False`, then for NAME, or every name in `INDEXES` in turn:
+#
+#     result = await rebuild(
+#         name,
+#         engine=app.engine,
+#         client=app.search,
+#         prefix=settings.index_prefix,
+#         worker=app.worker,
+#         checkpoints=app.checkpoints,
+#         progress=show,  # show(loaded, total): one line rewritten with "\r"
+#     )
+#
+# `show` works out the rate itself (loaded / seconds since the first call); the
+# result has `documents`, `seconds`, `rate`, `old_index` and `new_index` for a
+# closing line. `RebuildError` is a message for the user (exit 1, the old index
+# still serves); Ctrl-C is safe at any point, and running the command again
+# resumes. `abandon(client, prefix, name)` drops an interrupted rebuild instead.
