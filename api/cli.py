@@ -1,10 +1,13 @@
 """`bicameral`: the one console script.
 
-bicameral serve [--demo]     the API (and, on SQLite, the feed worker)
-bicameral worker             the feed worker alone
-bicameral migrate            create or upgrade the write database
-bicameral search-node ...    a local Elasticsearch node (start|stop|status|logs)
-bicameral readmodel status   where each read model is, and how far behind
+  bicameral serve [--demo]            the API (and, on SQLite, the feed worker)
+  bicameral worker                    the feed worker alone
+  bicameral migrate                   create or upgrade the write database
+  bicameral search-node ...           a local Elasticsearch node (start|stop|status|logs)
+  bicameral readmodel status          where each read model is, and how far behind
+  bicameral readmodel rebuild [NAME]  rebuild read models without downtime
+
+Settings come from environment variables: see README.md or api/settings.py.
 """
 
 from __future__ import annotations

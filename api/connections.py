@@ -64,6 +64,10 @@ class ProductFacets:
         )
 
 
+def _hits(page: Page) -> list[tuple[dict[str, Any], str]]:
+    return list(zip(page.documents, page.cursors, strict=True))
+
+
 def _page_info(page: Page) -> PageInfo:
     return PageInfo(
         has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None
@@ -88,10 +92,7 @@ class ProductConnection:
     @classmethod
     def from_page(cls, page: Page) -> ProductConnection:
         return cls(
-            edges=[
-                ProductEdge(node=Product.from_document(doc), cursor=cursor)
-                for doc, cursor in zip(page.documents, page.cursors, strict=True)
-            ],
+            edges=[ProductEdge(node=Product.from_document(d), cursor=c) for d, c in _hits(page)],
             page_info=_page_info(page),
             total_count=page.total,
             facets=None if page.facets is None else ProductFacets.from_page(page.facets),
@@ -113,10 +114,7 @@ class OrderConnection:
     @classmethod
     def from_page(cls, page: Page) -> OrderConnection:
         return cls(
-            edges=[
-                OrderEdge(node=Order.from_document(doc), cursor=cursor)
-                for doc, cursor in zip(page.documents, page.cursors, strict=True)
-            ],
+            edges=[OrderEdge(node=Order.from_document(d), cursor=c) for d, c in _hits(page)],
             page_info=_page_info(page),
             total_count=page.total,
         )
@@ -137,10 +135,7 @@ class CustomerConnection:
     @classmethod
     def from_page(cls, page: Page) -> CustomerConnection:
         return cls(
-            edges=[
-                CustomerEdge(node=Customer.from_document(doc), cursor=cursor)
-                for doc, cursor in zip(page.documents, page.cursors, strict=True)
-            ],
+            edges=[CustomerEdge(node=Customer.from_document(d), cursor=c) for d, c in _hits(page)],
             page_info=_page_info(page),
             total_count=page.total,
         )

@@ -109,51 +109,38 @@ async def _notifications(
         raise UserError(str(behind), code="SUBSCRIBER_FELL_BEHIND", argument="after") from None
 
 
+def _one(entity_type: str, key: str) -> Callable[[Change], bool]:
+    return lambda change: change.entity_type == entity_type and change.id == key
+
+
 @strawberry.type
 class Subscription:
+    # Plain functions handing back the notifications' async generator: strawberry
+    # iterates whatever a subscription resolver returns.
     @strawberry.subscription(description="Every change of the chosen kinds, in position order.")
-    async def changes(
-        self,
-        info: Info,
-        types: list[EntityType] | None = None,
-        after: After = None,
+    def changes(
+        self, info: Info, types: list[EntityType] | None = None, after: After = None
     ) -> AsyncGenerator[ChangeNotification, None]:
-        wanted = {t.value for t in types} if types else {t.value for t in EntityType}
-        async for note in _notifications(info, lambda c: c.entity_type in wanted, after):
-            yield note
+        wanted = {t.value for t in types or EntityType}
+        return _notifications(info, lambda change: change.entity_type in wanted, after)
 
     @strawberry.subscription(description="Changes to one product (its stock included).")
-    async def product_changed(
-        self,
-        info: Info,
-        id: strawberry.ID,
-        after: After = None,
+    def product_changed(
+        self, info: Info, id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[ChangeNotification, None]:
-        key = str(id)
-        accept = lambda c: c.entity_type == "Product" and c.id == key  # noqa: E731
-        async for note in _notifications(info, accept, after):
-            yield note
+        return _notifications(info, _one("Product", str(id)), after)
 
     @strawberry.subscription(description="Changes to one order.")
-    async def order_changed(
-        self,
-        info: Info,
-        id: strawberry.ID,
-        after: After = None,
+    def order_changed(
+        self, info: Info, id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[ChangeNotification, None]:
-        key = str(id)
-        accept = lambda c: c.entity_type == "Order" and c.id == key  # noqa: E731
-        async for note in _notifications(info, accept, after):
-            yield note
+        return _notifications(info, _one("Order", str(id)), after)
 
     @strawberry.subscription(description="Changes to any order of one customer.")
-    async def orders_of_customer(
-        self,
-        info: Info,
-        customer_id: strawberry.ID,
-        after: After = None,
+    def orders_of_customer(
+        self, info: Info, customer_id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[ChangeNotification, None]:
         key = str(customer_id)
-        accept = lambda c: c.entity_type == "Order" and c.customer_id == key  # noqa: E731
-        async for note in _notifications(info, accept, after):
-            yield note
+        return _notifications(
+            info, lambda change: change.entity_type == "Order" and change.customer_id == key, after
+        )

@@ -106,20 +106,16 @@ class CommandService:
                     position = await uow.commit(
                         correlation_id=correlation_id, now=now, remember=remember
                     )
-                except ConcurrencyConflict:
-                    if guarded or attempt >= self.max_attempts:
+                except (ConcurrencyConflict, TransientConflict) as lost:
+                    # Another writer won the race for a row (or the database broke a
+                    # deadlock). Nothing was written; a command that named no version
+                    # runs again from the start, its checks included. One that named
+                    # a version gets the conflict: its premise is gone.
+                    conflict = isinstance(lost, ConcurrencyConflict)
+                    if (conflict and guarded) or attempt >= self.max_attempts:
                         raise
                     log.info("retrying %s after a concurrent write", type(command).__name__)
-                    await uow.rollback()
-                    await asyncio.sleep(
-                        random.uniform(0, min(self.max_backoff, 0.002 * 2**attempt))
-                    )
-                    continue
-                except TransientConflict:
-                    # A deadlock or serialization failure: nothing was written, and the
-                    # command's checks (its expected version too) run again from the start.
-                    if attempt >= self.max_attempts:
-                        raise
+                    await uow.rollback()  # on SQLite, let go of the write lock while waiting
                     await asyncio.sleep(
                         random.uniform(0, min(self.max_backoff, 0.002 * 2**attempt))
                     )
