@@ -46,6 +46,7 @@ __all__ = [
     "ensure_running",
     "logs",
     "main",
+    "node_folder",
     "start",
     "status",
     "stop",
@@ -86,7 +87,7 @@ class _Node:
 
     @classmethod
     def at(cls, port: int, data_dir: Path) -> _Node:
-        root = _node_root(Path(data_dir).expanduser().resolve(), port)
+        root = node_folder(Path(data_dir).expanduser().resolve(), port)
         return cls(
             port=port,
             # 127.0.0.1 rather than localhost: the node does not listen on ::1.
@@ -111,7 +112,7 @@ def _others_can_enter(path: Path) -> bool:
     return True
 
 
-def _node_root(data_dir: Path, port: int) -> Path:
+def node_folder(data_dir: Path, port: int) -> Path:
     """The node's folder: ``<data_dir>/es-<port>``, unless root runs us from a folder
     the unprivileged node user cannot enter (a checkout under /root, say). Then it
     lives under /var/lib/bicameral, named after the data folder so that start, stop
