@@ -9,11 +9,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tools import pg_server
 
 BIN = Path(sys.executable).parent
 
@@ -31,26 +34,31 @@ class Server:
     log: Path
 
 
-@pytest.fixture
-def server(elasticsearch_url: str, tmp_path: Path) -> Iterator[Server]:
-    """`bicameral migrate` then `bicameral serve` on SQLite with its embedded worker."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATA_DIR": str(tmp_path),
-        "DATABASE_URL": "",
-        "ELASTICSEARCH_URL": elasticsearch_url,
-        "INDEX_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
-        "PORT": str(port),
-        "FEED_POLL_INTERVAL": "0.2",
-        "LOG_LEVEL": "warning",
-    }
-    subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([BIN / "bicameral", "serve"], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
     try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def _running(command: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`bicameral <command>` as a child process, logging to `log`; stopped on exit."""
+    with log.open("wb") as out:
+        process = subprocess.Popen([BIN / "bicameral", command], env=env, stdout=out, stderr=out)
+    try:
+        yield process
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def _serving(env: dict[str, str], log: Path) -> Iterator[Server]:
+    """`bicameral serve` on env's PORT, once its /healthz answers; stopped on exit."""
+    url = f"http://127.0.0.1:{env['PORT']}"
+    with _running("serve", env, log) as process:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
@@ -64,11 +72,69 @@ def server(elasticsearch_url: str, tmp_path: Path) -> Iterator[Server]:
                 pytest.fail(f"bicameral serve did not answer in 30 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
         yield Server(url, env, log)
+
+
+@pytest.fixture
+def server(elasticsearch_url: str, tmp_path: Path) -> Iterator[Server]:
+    """`bicameral migrate` then `bicameral serve` on SQLite with its embedded worker."""
+    env = {
+        **os.environ,
+        "DATA_DIR": str(tmp_path),
+        "DATABASE_URL": "",
+        "ELASTICSEARCH_URL": elasticsearch_url,
+        "INDEX_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
+        "PORT": str(_free_port()),
+        "FEED_POLL_INTERVAL": "0.2",
+        "LOG_LEVEL": "warning",
+    }
+    subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
+    try:
+        with _serving(env, tmp_path / "serve.log") as running:
+            yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         httpx.delete(f"{elasticsearch_url}/{env['INDEX_PREFIX']}-*", timeout=10)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Past one machine: API processes and a feed worker sharing one PostgreSQL."""
+
+    apis: tuple[Server, ...]
+    worker_log: Path
+    database_url: str
+
+
+@pytest.fixture(scope="module")
+def postgres_cluster(
+    postgres_server_url: str, elasticsearch_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """On one fresh PostgreSQL database and one index prefix: `bicameral migrate` once,
+    two `bicameral serve` processes without a worker, and one `bicameral worker`."""
+    folder = tmp_path_factory.mktemp("cluster")
+    with pg_server.temporary_database(postgres_server_url, prefix="e2e_") as database_url:
+        env = {
+            **os.environ,
+            "DATA_DIR": str(folder),
+            "DATABASE_URL": database_url,
+            "ELASTICSEARCH_URL": elasticsearch_url,
+            "INDEX_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
+            "EMBEDDED_WORKER": "false",
+            "FEED_POLL_INTERVAL": "0.2",
+            "LOG_LEVEL": "warning",
+        }
+        subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
+        try:
+            with ExitStack() as stack:
+                worker_log = folder / "worker.log"
+                worker = stack.enter_context(_running("worker", env, worker_log))
+                apis = tuple(
+                    stack.enter_context(
+                        _serving({**env, "PORT": str(_free_port())}, folder / f"serve-{n}.log")
+                    )
+                    for n in (1, 2)
+                )
+                if worker.poll() is not None:
+                    pytest.fail(f"bicameral worker exited:\n{worker_log.read_text()[-3000:]}")
+                yield Cluster(apis, worker_log, database_url)
+        finally:
+            httpx.delete(f"{elasticsearch_url}/{env['INDEX_PREFIX']}-*", timeout=10)
