@@ -255,3 +255,36 @@ def test_schema_builds() -> None:
 
 async def test_a_search_for_a_whole_sku_finds_that_product(catalog: Bicameral) -> None:
     assert await skus(catalog, search="o-2") == ["O-2"]
+
+
+async def test_units_sold_sort_puts_the_best_sellers_first(app: Bicameral) -> None:
+    customer = (await app.commands.execute(c.RegisterCustomer("s@example.com", "S"))).snapshot
+    for sku, sold in (("U-1", 1), ("U-2", 3), ("U-3", 2)):
+        await app.commands.execute(
+            c.CreateProduct(sku=sku, name=sku, price=100, currency="EUR", initial_stock=5)
+        )
+        order = await app.commands.execute(
+            c.PlaceOrder(customer["id"], (c.OrderLineRequest(sku, sold),))
+        )
+        await app.commands.execute(c.PayOrder(order.snapshot["id"]))
+        await app.commands.execute(c.ShipOrder(order.snapshot["id"]))
+    await app.worker.run_until_caught_up()
+
+    assert await skus(app, sort="UNITS_SOLD") == ["U-2", "U-3", "U-1"]
+
+
+async def test_relevance_without_a_search_falls_back_to_newest(catalog: Bicameral) -> None:
+    assert await skus(catalog, sort="RELEVANCE") == await skus(catalog, sort="NEWEST")
+    # With a search, the name match outranks the description-only match.
+    await catalog.commands.execute(
+        c.CreateProduct(
+            sku="D-1",
+            name="Cup",
+            description="goes well with a kettle",
+            price=5,
+            currency="EUR",
+        )
+    )
+    await catalog.worker.run_until_caught_up()
+    ranked = await skus(catalog, search="kettle", sort="RELEVANCE")
+    assert set(ranked[:2]) == {"K-1", "O-1"} and ranked[2] == "D-1"
