@@ -32,3 +32,10 @@ lint: venv
 
 schema: venv
 	$(BIN)/strawberry export-schema api.schema:schema --output schema.graphql
+
+# make bench  each path against a baseline without Bicameral (BENCH_SIZE=smoke|default|full)
+BENCH_SIZE ?= default
+BENCH_ARGS ?=
+.PHONY: bench
+bench: venv
+	$(BIN)/python -m bench --size $(BENCH_SIZE) $(BENCH_ARGS)

@@ -1,0 +1,90 @@
+"""The GraphQL documents the benchmarks send, and a client for them over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "CHANGES",
+    "CREATE_PRODUCT",
+    "PLACE_ORDER",
+    "PRODUCTS",
+    "GraphQLFailure",
+    "http_client",
+    "post",
+]
+
+# Every field of a product: the answer carries what the raw search's _source does.
+PRODUCTS = """
+query Search($search: String!) {
+  products(search: $search, first: 20) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges {
+      cursor
+      node {
+        id version sku name description category tags
+        price { amount currency }
+        status
+        stock { version onHand reserved available inStock }
+        unitsSold createdAt updatedAt
+      }
+    }
+  }
+}"""
+
+CREATE_PRODUCT = """
+mutation Create($input: CreateProductInput!) {
+  createProduct(input: $input) {
+    __typename
+    ... on CreateProductSuccess { consistencyToken product { id version } }
+    ... on Error { code field message }
+  }
+}"""
+
+PLACE_ORDER = """
+mutation Place($input: PlaceOrderInput!) {
+  placeOrder(input: $input) {
+    __typename
+    ... on PlaceOrderSuccess { consistencyToken order { id version } }
+    ... on Error { code field message }
+  }
+}"""
+
+CHANGES = """
+subscription { changes(types: [PRODUCT]) { entityType id version position kind } }"""
+
+
+class GraphQLFailure(RuntimeError):
+    """The answer had errors, or a mutation answered with a typed error."""
+
+
+def http_client(concurrency: int) -> httpx.AsyncClient:
+    """Keep-alive connections, one per concurrent request; loopback only, no proxies."""
+    return httpx.AsyncClient(
+        trust_env=False,
+        timeout=httpx.Timeout(30.0),
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+    )
+
+
+async def post(
+    client: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    response = await client.post(url, json={"query": query, "variables": variables})
+    response.raise_for_status()
+    answer: dict[str, Any] = response.json()
+    if answer.get("errors"):
+        raise GraphQLFailure(str(answer["errors"])[:300])
+    data: dict[str, Any] = answer["data"]
+    return data
+
+
+def mutation_payload(data: dict[str, Any], field: str) -> dict[str, Any]:
+    """The success payload of a mutation; a typed error raises."""
+    payload: dict[str, Any] = data[field]
+    if not payload["__typename"].endswith("Success"):
+        raise GraphQLFailure(f"{field}: {payload}")
+    return payload

@@ -1,0 +1,212 @@
+"""Paths 1 and 2: `products(search: ...)` against the same search sent raw.
+
+1. Latency at concurrency 1, interleaved request by request so that both sides
+   see the same machine: GraphQL over HTTP to `bicameral serve`, GraphQL
+   in-process (`schema.execute`), `AsyncElasticsearch.search` with the body
+   `readmodel.queries.product_search` builds (the baseline), and the bare
+   Starlette endpoint over HTTP (how much of the gap is the HTTP hop).
+2. Throughput at concurrency 16 over HTTP: `/graphql` against the bare
+   Starlette endpoint doing the same search, in alternating rounds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from elasticsearch import AsyncElasticsearch
+
+from bench.graphql import PRODUCTS, GraphQLFailure, http_client, post
+from bench.load import closed_loop
+from bench.report import Figure, Target
+from bench.services import cpu_seconds
+from bench.stats import Distribution, median
+from readmodel.queries import product_search
+
+__all__ = ["QuerySetup", "latency", "throughput"]
+
+PAGE = 20
+CONCURRENCY = 16
+
+
+@dataclass
+class QuerySetup:
+    api_url: str  # http://127.0.0.1:PORT of `bicameral serve`
+    baseline_url: str  # http://127.0.0.1:PORT of bench.baseline_app
+    api_pid: int
+    baseline_pid: int
+    es: AsyncElasticsearch  # the raw baseline's client, in this process
+    alias: str  # the products alias both sides search
+    app: Any  # api.bootstrap.Bicameral, for schema.execute in-process
+    words: list[str]
+
+
+def _body(word: str) -> dict[str, Any]:
+    return product_search(search=word, first=PAGE)
+
+
+def _check_graphql(data: dict[str, Any]) -> None:
+    if len(data["products"]["edges"]) != PAGE:
+        raise GraphQLFailure(f"expected {PAGE} products, got {len(data['products']['edges'])}")
+
+
+def _variants(
+    setup: QuerySetup, api: httpx.AsyncClient, bare: httpx.AsyncClient
+) -> dict[str, Callable[[str], Awaitable[None]]]:
+    from api.context import Context
+    from api.schema import build_schema
+
+    settings = setup.app.settings
+    schema = build_schema(mask_errors=settings.mask_errors, introspection=settings.introspection)
+
+    async def graphql_http(word: str) -> None:
+        _check_graphql(await post(api, setup.api_url + "/graphql", PRODUCTS, {"search": word}))
+
+    async def graphql_in_process(word: str) -> None:
+        result = await schema.execute(
+            PRODUCTS,
+            variable_values={"search": word},
+            context_value=Context(app=setup.app, request=None),
+        )
+        if result.errors:
+            raise GraphQLFailure(str(result.errors)[:300])
+        assert result.data is not None
+        _check_graphql(result.data)
+
+    async def raw(word: str) -> None:
+        found = await setup.es.search(index=setup.alias, body=_body(word))
+        if len(found["hits"]["hits"]) != PAGE + 1:
+            raise GraphQLFailure(f"raw search found {len(found['hits']['hits'])} hits")
+
+    async def bare_http(word: str) -> None:
+        response = await bare.post(setup.baseline_url + "/search", json=_body(word))
+        response.raise_for_status()
+        if len(response.json()["hits"]["hits"]) != PAGE + 1:
+            raise GraphQLFailure("bare endpoint answered short")
+
+    return {
+        "graphql_http": graphql_http,
+        "graphql_in_process": graphql_in_process,
+        "raw_search": raw,
+        "bare_starlette_http": bare_http,
+    }
+
+
+async def latency(setup: QuerySetup, requests: int, *, warmup: int = 20) -> list[Figure]:
+    print(f"[1] query latency: {requests} requests per variant, interleaved", flush=True)
+    async with http_client(1) as api, http_client(1) as bare:
+        variants = _variants(setup, api, bare)
+        names = list(variants)
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        for i in range(warmup + requests):
+            word = setup.words[i % len(setup.words)]
+            # Rotate the order, so no variant always runs right after another.
+            for k in range(len(names)):
+                name = names[(i + k) % len(names)]
+                began = time.perf_counter()
+                await variants[name](word)
+                if i >= warmup:
+                    samples[name].append(time.perf_counter() - began)
+    dist = {name: Distribution.of(values) for name, values in samples.items()}
+    raw = dist["raw_search"]
+    details = {name: d.as_dict() for name, d in dist.items()}
+    figures = []
+    for name, label in (
+        ("graphql_http", "GraphQL over HTTP (bicameral serve)"),
+        ("graphql_in_process", "GraphQL in-process (schema.execute)"),
+    ):
+        d = dist[name]
+        for q, target in (("p50", 2.0), ("p99", 2.5)):
+            figures.append(
+                Figure(
+                    path="1",
+                    measure=f"query latency {q}, {label} / raw search",
+                    system=getattr(d, q),
+                    baseline=getattr(raw, q),
+                    unit="ms",
+                    target=Target("<=", target),
+                    system_is=label,
+                    baseline_is="AsyncElasticsearch.search, same body, in the bench process",
+                    details=details if name == "graphql_http" and q == "p50" else {},
+                )
+            )
+    hop = dist["bare_starlette_http"]
+    figures.append(
+        Figure(
+            path="1",
+            measure="query latency p50, bare Starlette over HTTP / raw search (the HTTP hop)",
+            system=hop.p50,
+            baseline=raw.p50,
+            unit="ms",
+            target=None,
+            system_is="bench.baseline_app over HTTP",
+            baseline_is="AsyncElasticsearch.search in the bench process",
+        )
+    )
+    return figures
+
+
+async def throughput(setup: QuerySetup, requests: int, seconds: float, rounds: int) -> list[Figure]:
+    print(
+        f"[2] query throughput: {rounds} round(s) of {requests} requests or {seconds:.0f}s "
+        f"per side at concurrency {CONCURRENCY}",
+        flush=True,
+    )
+    words = setup.words
+    async with http_client(CONCURRENCY) as api, http_client(CONCURRENCY) as bare:
+
+        async def graphql(n: int) -> None:
+            data = await post(
+                api, setup.api_url + "/graphql", PRODUCTS, {"search": words[n % len(words)]}
+            )
+            _check_graphql(data)
+
+        async def starlette(n: int) -> None:
+            response = await bare.post(
+                setup.baseline_url + "/search", json=_body(words[n % len(words)])
+            )
+            response.raise_for_status()
+
+        sides = {"graphql": graphql, "bare_starlette": starlette}
+        for call in sides.values():  # warm: connections open, caches primed
+            await closed_loop(call, total=4 * CONCURRENCY, concurrency=CONCURRENCY, duration=30)
+        rates: dict[str, list[float]] = {name: [] for name in sides}
+        latencies: dict[str, list[float]] = {name: [] for name in sides}
+        failures: dict[str, list[str]] = {name: [] for name in sides}
+        cpu: dict[str, list[float]] = {name: [] for name in sides}
+        server = {"graphql": setup.api_pid, "bare_starlette": setup.baseline_pid}
+        for r in range(rounds):
+            order = list(sides) if r % 2 == 0 else list(reversed(sides))
+            for name in order:
+                before = cpu_seconds(server[name])
+                result = await closed_loop(
+                    sides[name], total=requests, concurrency=CONCURRENCY, duration=seconds
+                )
+                used = cpu_seconds(server[name]) - before
+                cpu[name].append(1000 * used / max(1, result.completed))
+                rates[name].append(result.rate)
+                latencies[name].extend(result.latencies)
+                failures[name].extend(result.errors)
+                print(f"    {name}: {result.rate:,.0f} req/s ({result.failed} failed)", flush=True)
+    return [
+        Figure(
+            path="2",
+            measure="query throughput at concurrency 16, /graphql / bare Starlette",
+            system=median(rates["graphql"]),
+            baseline=median(rates["bare_starlette"]),
+            unit="req/s",
+            target=Target(">=", 0.5),
+            system_is="bicameral serve /graphql over HTTP",
+            baseline_is="bench.baseline_app (Starlette + uvicorn, same search) over HTTP",
+            details={
+                "rounds": rates,
+                "latency_ms": {k: Distribution.of(v).as_dict() for k, v in latencies.items()},
+                # CPU time of the serving process (bicameral serve / the baseline app).
+                "server_cpu_ms_per_request": {k: median(v) for k, v in cpu.items()},
+                "failures": failures,
+            },
+        )
+    ]
