@@ -110,7 +110,12 @@ def test_the_name_is_stored_trimmed() -> None:
 
 
 def test_a_registered_customer_can_order() -> None:
-    register().can_order()
+    customer = register()
+
+    customer.can_order()  # the check: it raises CustomerIsErased for an erased customer
+
+    assert customer.erased is False
+    assert customer.pending[-1][1].event_type == "CustomerRegistered"
 
 
 def test_erasing_a_customer_removes_their_personal_data() -> None:
