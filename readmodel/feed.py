@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from readmodel.bulk import BulkWriter
 from readmodel.checkpoints import Checkpoints
 from readmodel.projections import Projection
-from readmodel.setup import ensure_indexes
+from readmodel.setup import ensure_indexes, start_afresh
 from writemodel import outbox
 from writemodel.outbox import StoredEvent
 
@@ -136,11 +136,32 @@ class FeedWorker:
         """One batch per projection it holds; the number of events applied."""
         if not self._indexes_ready:
             await ensure_indexes(self.client, self.index_prefix)
+            await self._forget_documents_of_another_database()
             self._indexes_ready = True
         total = 0
         for projection in self.projections:
             total += await self._step(projection)
         return total
+
+    async def _forget_documents_of_another_database(self) -> None:
+        """An index with documents, for a write database no worker ever projected
+        (no checkpoint row), holds another database's documents: a wiped SQLite
+        file, say, beside a node that kept its data. Elasticsearch is never the
+        source of truth, so it starts afresh and the feed fills it from 0."""
+        for projection in self.projections:
+            if (await self.checkpoints.get(projection.name)).updated_at is not None:
+                continue
+            alias = projection.index.alias(self.index_prefix)
+            held = (await self.client.count(index=alias))["count"]
+            if held:
+                fresh = await start_afresh(self.client, self.index_prefix, projection.index)
+                log.warning(
+                    "%s held %d documents this write database never projected; now %s "
+                    "serves, filled from the outbox",
+                    alias,
+                    held,
+                    fresh,
+                )
 
     async def run_until_caught_up(self, timeout: float = 60.0) -> None:
         """Apply batches until every projection has reached the outbox head."""

@@ -135,5 +135,34 @@ async def ensure_index(
     return await alias_state(client, prefix, index)
 
 
+async def start_afresh(client: AsyncElasticsearch, prefix: str, index: IndexDefinition) -> str:
+    """Serve an empty next generation and drop the older ones; the new index's name.
+
+    For a read model whose documents did not come from this write database
+    (its checkpoint was never written): the feed then fills the new index from
+    position 0. Two workers doing it at once create the same index, and the
+    second swap finds the work done.
+    """
+    alias = index.alias(prefix)
+    existing = await physical_indexes(client, prefix, index)
+    generation = max((generation_of(alias, name) for name in existing), default=0) + 1
+    fresh = index.physical(prefix, generation)
+    await create_index(client, index, fresh)
+    serving = (await alias_state(client, prefix, index)).serving
+    actions: list[dict[str, Any]] = [{"add": {"index": fresh, "alias": alias}}]
+    if serving is not None and serving != fresh:
+        actions.append({"remove": {"index": serving, "alias": alias}})
+    try:
+        await client.indices.update_aliases(actions=actions)
+    except (BadRequestError, NotFoundError):
+        pass  # another worker swapped first: checked below
+    if (await alias_state(client, prefix, index)).serving != fresh:
+        raise RuntimeError(f"{alias} does not serve {fresh}; left every index as it was")
+    for name in existing:
+        if name != fresh:
+            await client.indices.delete(index=name, ignore_unavailable=True)
+    return fresh
+
+
 async def ensure_indexes(client: AsyncElasticsearch, prefix: str) -> dict[str, AliasState]:
     return {name: await ensure_index(client, prefix, d) for name, d in INDEXES.items()}

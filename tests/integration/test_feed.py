@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from api.bootstrap import Bicameral
+from api.bootstrap import Bicameral, build
 from domain import commands as c
 from readmodel.bulk import BulkError, BulkWriter
 from readmodel.feed import Applied, FeedWorker
 from readmodel.projections import ProductsProjection, default_projections
 from writemodel import outbox
+from writemodel.migrate import migrate
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -243,3 +246,28 @@ async def test_listeners_hear_each_applied_batch_after_it_is_searchable(app: Bic
     await app.worker.run_until_caught_up()
 
     assert ("products", created.position, 1) in heard
+
+
+async def test_documents_of_another_write_database_are_not_served(
+    app: Bicameral, tmp_path: Path
+) -> None:
+    # The read side holds documents projected from another write database: a wiped
+    # SQLite file beside an Elasticsearch node that kept its data, say.
+    await _product(app, "OLD-DB-1")
+    await app.worker.run_until_caught_up()
+    assert len(await _documents(app, "products")) == 1
+    other_url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    other = build(dataclasses.replace(app.settings, database_url=other_url))
+    try:
+        await migrate(other.engine)
+        await other.start(subscriptions=False)
+        created = await other.commands.execute(
+            c.CreateProduct(sku="NEW-DB-1", name="New", price=1, currency="EUR")
+        )
+
+        await other.worker.run_until_caught_up()
+
+        docs = await _documents(other, "products")
+        assert list(docs) == [created.snapshot["id"]]
+    finally:
+        await other.stop()
