@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -69,8 +69,9 @@ class SubscriberFellBehind(Exception):
 @dataclass(eq=False)
 class _Subscriber:
     queue: asyncio.Queue[Change]
+    # Set instead of queueing once the queue is full; the reader, who then has a
+    # full queue to drain, sees it before its next change.
     overflowed: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ChangeHub:
@@ -141,7 +142,6 @@ class ChangeHub:
                         subscriber.queue.put_nowait(change)
                     except asyncio.QueueFull:
                         subscriber.overflowed = True
-                subscriber.wake.set()
             self.frontier = last
 
     async def read(self, after: int, upto: int) -> tuple[list[Change], int]:
@@ -190,20 +190,15 @@ class ChangeHub:
         # Changes at or below `last` have been delivered (or were not asked for).
         last = seen if after is None else after
         try:
-            if last < seen:
-                while last < seen:
-                    changes, last = await self.read(last, seen)
-                    for change in changes:
-                        if accept(change):
-                            yield change
+            while last < seen:
+                changes, last = await self.read(last, seen)
+                for change in changes:
+                    if accept(change):
+                        yield change
             while True:
                 if subscriber.overflowed:
                     raise SubscriberFellBehind(last)
-                if subscriber.queue.empty():
-                    subscriber.wake.clear()
-                    await subscriber.wake.wait()
-                    continue
-                change = subscriber.queue.get_nowait()
+                change = await subscriber.queue.get()
                 if change.position <= last:
                     continue  # a resume point ahead of this hub: already delivered
                 last = change.position

@@ -87,6 +87,7 @@ from readmodel.setup import (
     create_index,
     ensure_index,
     generation_of,
+    next_generation,
     physical_indexes,
 )
 from writemodel import outbox
@@ -205,9 +206,7 @@ async def _prepare(
             return state.building, state.serving, True
         # Left by a rebuild under another mapping: its documents are of no use.
         await _drop_building(client, prefix, index, state)
-    existing = await physical_indexes(client, prefix, index)
-    generation = max((generation_of(state.alias, n) for n in existing), default=0) + 1
-    target = index.physical(prefix, generation)
+    target, _ = await next_generation(client, prefix, index)
     await create_index(client, index, target)
     try:
         await client.indices.update_aliases(

@@ -24,7 +24,9 @@ __all__ = [
     "ensure_index",
     "ensure_indexes",
     "generation_of",
+    "next_generation",
     "physical_indexes",
+    "start_afresh",
 ]
 
 
@@ -93,6 +95,16 @@ async def physical_indexes(
     return sorted(name for name in found.body if pattern.fullmatch(name))
 
 
+async def next_generation(
+    client: AsyncElasticsearch, prefix: str, index: IndexDefinition
+) -> tuple[str, list[str]]:
+    """The name one generation above every index of this read model, and those indexes."""
+    alias = index.alias(prefix)
+    existing = await physical_indexes(client, prefix, index)
+    generation = max((generation_of(alias, name) for name in existing), default=0) + 1
+    return index.physical(prefix, generation), existing
+
+
 async def create_index(client: AsyncElasticsearch, index: IndexDefinition, physical: str) -> bool:
     """Create a physical index with the code's mapping; False when it existed already.
 
@@ -144,9 +156,7 @@ async def start_afresh(client: AsyncElasticsearch, prefix: str, index: IndexDefi
     second swap finds the work done.
     """
     alias = index.alias(prefix)
-    existing = await physical_indexes(client, prefix, index)
-    generation = max((generation_of(alias, name) for name in existing), default=0) + 1
-    fresh = index.physical(prefix, generation)
+    fresh, existing = await next_generation(client, prefix, index)
     await create_index(client, index, fresh)
     serving = (await alias_state(client, prefix, index)).serving
     actions: list[dict[str, Any]] = [{"add": {"index": fresh, "alias": alias}}]
