@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -21,7 +22,7 @@ _HELP = {
 }
 
 
-def metrics_endpoint(app: Bicameral):  # type: ignore[no-untyped-def]
+def metrics_endpoint(app: Bicameral) -> Callable[[Request], Awaitable[Response]]:
     async def metrics(_: Request) -> Response:
         lags = await app.lag()
         lines: list[str] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
 
@@ -118,6 +120,15 @@ _TOKEN_HELP = (
 )
 
 
+@contextlib.contextmanager
+def _arguments_checked() -> Iterator[None]:
+    """A query builder's refusal of an argument, as a client error naming it."""
+    try:
+        yield
+    except InvalidQuery as error:
+        raise UserError(str(error), argument=error.argument) from None
+
+
 ConsistencyToken = Annotated[str | None, strawberry.argument(description=_TOKEN_HELP)]
 
 
@@ -178,7 +189,7 @@ class Query:
     ) -> ProductConnection:
         await _consistent(info, consistency_token, ["products"])
         wants_facets = selects(info.selected_fields[0].selections, "facets")
-        try:
+        with _arguments_checked():
             page = await info.context.app.reader.products(
                 search=search,
                 filter=filter.to_filter() if filter else None,
@@ -187,18 +198,14 @@ class Query:
                 after=after,
                 facets=wants_facets,
             )
-        except InvalidQuery as error:
-            raise UserError(str(error), argument=error.argument) from None
         return ProductConnection.from_page(page)
 
     @strawberry.field(description="Product names starting with a prefix, for autocomplete.")
     async def product_suggestions(
         self, info: Info, prefix: str, first: int = 10
     ) -> list[ProductSuggestion]:
-        try:
+        with _arguments_checked():
             docs = await info.context.app.reader.suggest_products(prefix, first)
-        except InvalidQuery as error:
-            raise UserError(str(error), argument=error.argument) from None
         return [
             ProductSuggestion(id=strawberry.ID(d["id"]), sku=d["sku"], name=d["name"]) for d in docs
         ]
@@ -225,12 +232,10 @@ class Query:
         consistency_token: ConsistencyToken = None,
     ) -> OrderConnection:
         await _consistent(info, consistency_token, ["orders"])
-        try:
+        with _arguments_checked():
             page = await info.context.app.reader.orders(
                 filter=filter.to_filter() if filter else None, sort=sort, first=first, after=after
             )
-        except InvalidQuery as error:
-            raise UserError(str(error), argument=error.argument) from None
         return OrderConnection.from_page(page)
 
     @strawberry.field(description="Customers by name, or by relevance when searching.")
@@ -243,10 +248,8 @@ class Query:
         consistency_token: ConsistencyToken = None,
     ) -> CustomerConnection:
         await _consistent(info, consistency_token, ["customers"])
-        try:
+        with _arguments_checked():
             page = await info.context.app.reader.customers(search=search, first=first, after=after)
-        except InvalidQuery as error:
-            raise UserError(str(error), argument=error.argument) from None
         return CustomerConnection.from_page(page)
 
     @strawberry.field(description="One customer by id, with lifetime figures.")
