@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from elasticsearch import AsyncElasticsearch
-from sqlalchemy import func, select
 
 from api.settings import Settings
 from readmodel.checkpoints import Checkpoints
@@ -55,6 +54,8 @@ class Bicameral:
             batch_size=settings.feed_batch_size,
             poll_interval=settings.feed_poll_interval,
             lease=timedelta(seconds=settings.feed_lease_seconds),
+            # Other processes' change hubs hear of each cycle in its checkpoints' commit.
+            notify_channel=APPLIED_CHANNEL if is_postgres(self.engine) else None,
         )
         run_worker = settings.runs_embedded_worker if embedded_worker is None else embedded_worker
         self.runs_worker = run_worker
@@ -79,12 +80,10 @@ class Bicameral:
         if self._worker_task is not None:
             self.worker.wake()
 
-    async def _applied(self, applied: Applied) -> None:
-        """A batch is searchable: tell this process's subscribers, and other processes'."""
+    async def _applied(self, _applied: Applied) -> None:
+        """A batch is searchable: tell this process's subscribers (the worker's
+        NOTIFY, sent with its checkpoints, tells other processes')."""
         self.hub.poke()
-        if is_postgres(self.engine):
-            async with self.engine.begin() as conn:
-                await conn.execute(select(func.pg_notify(APPLIED_CHANNEL, str(applied.position))))
 
     async def start(self, *, subscriptions: bool = True) -> None:
         """Create missing indexes; start the change hub and, if embedded, the worker.

@@ -6,11 +6,13 @@ therefore means "a newer or equal write is already there" and counts as done.
 Items that fail with 429, 5xx or a lost connection are retried with backoff;
 anything else fails the whole batch, so the caller's checkpoint stays put.
 
-A batch can go to more than one target: the feed writes to the read model's
-alias and, while a rebuild is under way, to the alias of the index being
-built (`also`). Those extra aliases are looked up on every call, after the
-caller read its events (readmodel/rebuild.py says why that order matters),
-and written with `require_alias`, so an alias that vanishes meanwhile (the
+One call can carry the documents of several read models (`write_all`: the
+feed's one request per cycle), and each batch can go to more than one
+target: the feed writes to the read model's alias and, while a rebuild is
+under way, to the alias of the index being built (`also`). Those extra
+aliases are looked up on every call, all in one request, after the caller
+read its events (readmodel/rebuild.py says why that order matters), and
+written with `require_alias`, so an alias that vanishes meanwhile (the
 rebuild swapped it live) fails its items with 404, which count as done,
 instead of auto-creating an index of that name.
 """
@@ -22,14 +24,14 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError, AsyncElasticsearch
 
 from readmodel.projections import Action, DeleteDocument
 
-__all__ = ["BulkError", "BulkWriter"]
+__all__ = ["BulkError", "BulkWriter", "Write"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,15 @@ _RETRYABLE = {429, 500, 502, 503, 504}
 
 class BulkError(RuntimeError):
     """Items of a bulk request failed for good; the batch did not apply."""
+
+
+@dataclass(frozen=True)
+class Write:
+    """Actions for one index (or alias), and aliases to copy them to if they exist."""
+
+    index: str
+    actions: Sequence[Action]
+    also: Sequence[str] = ()
 
 
 class BulkWriter:
@@ -66,11 +77,18 @@ class BulkWriter:
 
         Each action goes to `index` and to every alias in `also` that exists now.
         """
-        targets = [_Target(index, optional=False)]
-        for alias in also:
-            if await self._alias_exists(alias):
-                targets.append(_Target(alias, optional=True))
-        pending = [(target, action) for target in targets for action in actions]
+        await self.write_all([Write(index, actions, also)], refresh=refresh)
+
+    async def write_all(self, writes: Sequence[Write], *, refresh: bool = True) -> None:
+        """`write` for several targets at once: one bulk request (and one refresh)."""
+        if not any(w.actions for w in writes):
+            return
+        existing = await self._existing_aliases([a for w in writes if w.actions for a in w.also])
+        pending: list[tuple[_Target, Action]] = []
+        for w in writes:
+            targets = [_Target(w.index, optional=False)]
+            targets += [_Target(alias, optional=True) for alias in w.also if alias in existing]
+            pending += [(target, action) for target in targets for action in w.actions]
         attempt = 0
         while pending:
             attempt += 1
@@ -105,12 +123,22 @@ class BulkWriter:
             if pending:
                 await self._backoff(attempt, f"{len(pending)} items to retry")
 
-    async def _alias_exists(self, alias: str) -> bool:
+    async def _existing_aliases(self, aliases: Sequence[str]) -> set[str]:
+        """Which of `aliases` exist now, in one request (none asked: none sent)."""
+        if not aliases:
+            return set()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return bool(await self.client.indices.exists_alias(name=alias))
+                # _cat/aliases lists the named aliases that exist and leaves out the rest
+                # (GET _alias answers 404 as soon as one of them is missing).
+                found = await self.client.cat.aliases(
+                    name=",".join(aliases), format="json", h="alias"
+                )
+                # With format=json the body is a list of rows (typed str | list).
+                rows = cast(list[dict[str, str]], found.body)
+                return {row["alias"] for row in rows} & set(aliases)
             except TransportError as error:
                 await self._backoff(attempt, f"no answer from Elasticsearch: {error}")
             except ApiError as error:

@@ -8,10 +8,11 @@ owner stops renewing it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,14 +35,19 @@ class Checkpoints:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def _ensure(self, name: str, now: datetime) -> None:
+    async def ensure(self, names: Sequence[str], now: datetime) -> None:
+        """Create the rows of checkpoints that have none yet (at position 0)."""
         async with self.engine.begin() as conn:
-            found = await conn.execute(select(checkpoints.c.name).where(checkpoints.c.name == name))
-            if found.first() is None:
+            found = await conn.execute(
+                select(checkpoints.c.name).where(checkpoints.c.name.in_(names))
+            )
+            missing = sorted(set(names) - set(found.scalars()))
+            for name in missing:
                 try:
-                    await conn.execute(
-                        insert(checkpoints).values(name=name, position=0, updated_at=now)
-                    )
+                    async with conn.begin_nested():
+                        await conn.execute(
+                            insert(checkpoints).values(name=name, position=0, updated_at=now)
+                        )
                 except IntegrityError:
                     pass  # created by another worker meanwhile
 
@@ -76,14 +82,18 @@ class Checkpoints:
                 for r in rows
             ]
 
-    async def acquire(self, name: str, owner: str, now: datetime, lease: timedelta) -> bool:
-        """Take or renew the lease; False while another live owner holds it."""
-        await self._ensure(name, now)
+    async def hold(
+        self, names: Sequence[str], owner: str, now: datetime, lease: timedelta
+    ) -> set[str]:
+        """Take or renew the leases of `names` in one statement; the names now held.
+
+        A lease is taken when it is free, already `owner`'s, or expired.
+        """
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(checkpoints)
                 .where(
-                    checkpoints.c.name == name,
+                    checkpoints.c.name.in_(names),
                     or_(
                         checkpoints.c.owner.is_(None),
                         checkpoints.c.owner == owner,
@@ -91,34 +101,50 @@ class Checkpoints:
                     ),
                 )
                 .values(owner=owner, lease_until=now + lease)
+                .returning(checkpoints.c.name)
             )
-            return result.rowcount == 1
+            return set(result.scalars())
 
-    async def release(self, name: str, owner: str) -> None:
+    async def release(self, names: Sequence[str], owner: str) -> None:
+        """Give up the leases `owner` holds among `names`."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(checkpoints)
-                .where(checkpoints.c.name == name, checkpoints.c.owner == owner)
+                .where(checkpoints.c.name.in_(names), checkpoints.c.owner == owner)
                 .values(owner=None, lease_until=None)
             )
 
-    async def advance(self, name: str, owner: str, position: int, now: datetime) -> bool:
-        """Move forward to `position` if `owner` still holds the lease; never backward."""
+    async def advance(
+        self,
+        names: Sequence[str],
+        owner: str,
+        position: int,
+        now: datetime,
+        *,
+        notify: str | None = None,
+    ) -> set[str]:
+        """Move `names` forward to `position` where `owner` still holds the lease; the
+        names moved. Never backward. With `notify` (PostgreSQL), the same transaction
+        NOTIFYs that channel with the position, so listeners hear of it at commit."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(checkpoints)
                 .where(
-                    checkpoints.c.name == name,
+                    checkpoints.c.name.in_(names),
                     checkpoints.c.owner == owner,
                     checkpoints.c.position <= position,
                 )
                 .values(position=position, updated_at=now)
+                .returning(checkpoints.c.name)
             )
-            return result.rowcount == 1
+            moved = set(result.scalars())
+            if notify is not None and moved:
+                await conn.execute(select(func.pg_notify(notify, str(position))))
+            return moved
 
     async def reset(self, name: str, position: int, now: datetime) -> None:
         """Set a checkpoint (a replay from `position`), whoever holds it."""
-        await self._ensure(name, now)
+        await self.ensure([name], now)
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(checkpoints)

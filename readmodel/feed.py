@@ -1,12 +1,23 @@
-"""The feed worker: outbox -> projections -> Elasticsearch -> checkpoint.
+"""The feed worker: outbox -> projections -> Elasticsearch -> checkpoints.
 
-One loop, per projection: take the lease, read the events after its
-checkpoint with the outbox's gap-safe read, build the documents, write them
-through the bulk writer (refreshed, so searchable), and only then advance
-the checkpoint. A crash anywhere before the advance replays the batch, which
-external versioning makes harmless. The loop wakes on a signal (a commit in
-this process, or LISTEN/NOTIFY on PostgreSQL) and polls anyway, so a lost
-wake-up costs latency, never data.
+One loop; each cycle serves every projection this worker holds the lease of,
+together: read their checkpoints (one query), read the outbox once from the
+lowest of them with the gap-safe read, let each projection build the
+documents its own events touch, write all of them in one bulk request
+(refreshed, so searchable), and only then advance the checkpoints (one
+transaction, which on PostgreSQL also NOTIFYs other processes). A crash
+anywhere before the advance replays the batch, which external versioning
+makes harmless. The loop wakes on a signal (a commit in this process, or
+LISTEN/NOTIFY on PostgreSQL) and polls anyway, so a lost wake-up costs
+latency, never data.
+
+What a cycle costs is mostly fixed (round trips and a refresh), so the
+worker lets batches grow with the load: a lease is renewed only once half of
+it is spent; after a full batch the next read is larger (up to
+`catch_up_factor` times the batch size) so a backlog is refreshed fewer
+times; and after a small batch the worker lingers a moment before the next
+cycle so that a steady trickle of commits arrives a few at a time rather than
+one cycle per commit.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from elasticsearch import AsyncElasticsearch
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from readmodel.bulk import BulkWriter
+from readmodel.bulk import BulkWriter, Write
 from readmodel.checkpoints import Checkpoints
 from readmodel.projections import Projection
 from readmodel.setup import ensure_indexes, start_afresh
@@ -73,6 +84,9 @@ class FeedWorker:
         lease: timedelta = timedelta(seconds=15),
         owner: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        notify_channel: str | None = None,
+        catch_up_factor: int = 4,
+        linger: float = 0.02,
     ) -> None:
         self.engine = engine
         self.projections = projections
@@ -82,6 +96,10 @@ class FeedWorker:
         self.lease = lease
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.clock = clock
+        # PostgreSQL: a channel NOTIFYed, in the checkpoints' transaction, after each cycle.
+        self.notify_channel = notify_channel
+        self.catch_up_factor = max(1, catch_up_factor)
+        self.linger = linger
         self.checkpoints = Checkpoints(engine)
         self.writer = BulkWriter(client)
         self.client = client
@@ -89,6 +107,16 @@ class FeedWorker:
         self._indexes_ready = False
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        # The leases this worker holds, and until when (as it last set them).
+        self._held: dict[str, datetime] = {}
+        self._read_size = batch_size
+        self._running = False
+        self._rows_ready = False  # the checkpoints' rows exist
+
+    @property
+    def running(self) -> bool:
+        """True while `run()` drives this worker (a rebuild then leaves it to the loop)."""
+        return self._running
 
     def wake(self) -> None:
         """New events may be there: look now instead of at the next poll."""
@@ -100,48 +128,130 @@ class FeedWorker:
 
     async def run(self) -> None:
         log.info("feed worker %s started", self.owner)
+        self._running = True
         failures = 0
         try:
             while not self._stopping.is_set():
+                # Cleared before the cycle reads, so a commit during the cycle wakes the next.
+                self._wakeup.clear()
                 try:
                     applied = await self.run_once()
                     failures = 0
                 except Exception:
                     failures += 1
                     delay = min(30.0, 0.5 * 2 ** min(failures, 6))
-                    log.exception("feed batch failed; checkpoint kept, retrying in %.1fs", delay)
-                    await self._sleep(delay)
+                    log.exception("feed batch failed; checkpoints kept, retrying in %.1fs", delay)
+                    await self._pause(delay)  # commits meanwhile do not cut the back-off short
                     continue
                 if applied == 0:
                     await self._sleep(self.poll_interval)
+                elif applied < self.batch_size and self.linger > 0:
+                    # A small batch: let the next few commits gather before the next cycle.
+                    await self._pause(self.linger)
         finally:
+            self._running = False
             await self.release_leases()
             log.info("feed worker %s stopped", self.owner)
 
     async def release_leases(self) -> None:
         """Give up every lease this worker holds, so another can take over at once."""
-        for projection in self.projections:
-            try:
-                await self.checkpoints.release(projection.name, self.owner)
-            except Exception:  # the lease will expire by itself
-                log.warning("could not release lease of %s", projection.name)
+        self._held.clear()
+        try:
+            await self.checkpoints.release([p.name for p in self.projections], self.owner)
+        except Exception:  # the leases will expire by themselves
+            log.warning("could not release the leases of %s", self.owner)
 
     async def _sleep(self, seconds: float) -> None:
-        self._wakeup.clear()
+        """Until woken, stopped, or `seconds` have passed."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wakeup.wait()
+        self._wakeup.clear()
+
+    async def _pause(self, seconds: float) -> None:
+        """`seconds`, however often woken; cut short only by stop()."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def run_once(self) -> int:
-        """One batch per projection it holds; the number of events applied."""
+        """One cycle over the projections this worker holds; the events it read."""
         if not self._indexes_ready:
             await ensure_indexes(self.client, self.index_prefix)
             await self._forget_documents_of_another_database()
             self._indexes_ready = True
-        total = 0
-        for projection in self.projections:
-            total += await self._step(projection)
-        return total
+        held = [p for p in self.projections if p.name in await self._hold_leases()]
+        if not held:
+            return 0
+        positions = {c.name: c.position for c in await self.checkpoints.all()}
+        start = min(positions.get(p.name, 0) for p in held)
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_readonly=True)
+            batch = await outbox.read_after(conn, start, self._read_size, payload=False)
+            if not batch:
+                self._read_size = self.batch_size
+                return 0
+            end = batch[-1].position
+            # Each projection takes the events past its own checkpoint: after a reset
+            # of one of them (a replay) the others skip what they have applied.
+            behind = [p for p in held if positions.get(p.name, 0) < end]
+            taken: dict[str, list[StoredEvent]] = {}
+            writes: list[Write] = []
+            for projection in behind:
+                since = positions.get(projection.name, 0)
+                taken[projection.name] = [
+                    e for e in batch if e.position > since and e.aggregate_type in projection.takes
+                ]
+                if taken[projection.name]:
+                    actions = await projection.project(conn, taken[projection.name])
+                    if actions:
+                        writes.append(
+                            Write(
+                                projection.index.alias(self.index_prefix),
+                                actions,
+                                # And to the index a rebuild is building, if one is
+                                # (readmodel/rebuild.py): looked up after the events
+                                # were read, which the rebuild relies on.
+                                also=(projection.index.next_alias(self.index_prefix),),
+                            )
+                        )
+        await self.writer.write_all(writes)
+        moved = await self.checkpoints.advance(
+            [p.name for p in behind], self.owner, end, self.clock(), notify=self.notify_channel
+        )
+        for projection in behind:
+            if projection.name not in moved:
+                self._held.pop(projection.name, None)
+                log.warning(
+                    "lost the lease of %s before advancing; another worker goes on",
+                    projection.name,
+                )
+        # A full batch means a backlog: read more at once, and refresh less often.
+        full = len(batch) == self._read_size
+        self._read_size = (
+            min(self._read_size * 2, self.batch_size * self.catch_up_factor)
+            if full
+            else self.batch_size
+        )
+        for projection in behind:
+            if projection.name in moved:
+                applied = Applied(projection.name, taken[projection.name], end)
+                for listener in self.listeners:
+                    await listener(applied)
+        return len(batch)
+
+    async def _hold_leases(self) -> set[str]:
+        """The projections whose lease this worker holds, renewing them once half spent."""
+        now = self.clock()
+        names = [p.name for p in self.projections]
+        if len(self._held) == len(names) and min(self._held.values()) - now > self.lease / 2:
+            return set(self._held)
+        if not self._rows_ready:
+            await self.checkpoints.ensure(names, now)
+            self._rows_ready = True
+        held = await self.checkpoints.hold(names, self.owner, now, self.lease)
+        self._held = {name: now + self.lease for name in held}
+        return held
 
     async def _forget_documents_of_another_database(self) -> None:
         """An index with documents, for a write database no worker ever projected
@@ -168,38 +278,6 @@ class FeedWorker:
         async with asyncio.timeout(timeout):
             while await self.run_once():
                 pass
-
-    async def _step(self, projection: Projection) -> int:
-        now = self.clock()
-        if not await self.checkpoints.acquire(projection.name, self.owner, now, self.lease):
-            return 0
-        checkpoint = await self.checkpoints.get(projection.name)
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
-            batch = await outbox.read_after(conn, checkpoint.position, self.batch_size)
-            if not batch:
-                return 0
-            relevant = [e for e in batch if e.aggregate_type in projection.takes]
-            actions = await projection.project(conn, relevant) if relevant else []
-        if actions:
-            # And to the index a rebuild is building, if one is (readmodel/rebuild.py):
-            # looked up after the events were read, which the rebuild relies on.
-            await self.writer.write(
-                projection.index.alias(self.index_prefix),
-                actions,
-                also=[projection.index.next_alias(self.index_prefix)],
-            )
-        if not await self.checkpoints.advance(
-            projection.name, self.owner, batch[-1].position, self.clock()
-        ):
-            log.warning(
-                "lost the lease of %s before advancing; another worker goes on", projection.name
-            )
-            return 0
-        applied = Applied(projection.name, relevant, batch[-1].position)
-        for listener in self.listeners:
-            await listener(applied)
-        return len(batch)
 
     async def lag(self) -> list[ProjectionLag]:
         """Per projection: where it is, where the outbox is, and how far behind."""

@@ -112,8 +112,8 @@ class ChangeHub:
         self._poke.set()
 
     async def _reached(self) -> int:
-        positions = [(await self.checkpoints.get(name)).position for name in self.projections]
-        return min(positions, default=0)
+        positions = {c.name: c.position for c in await self.checkpoints.all()}
+        return min((positions.get(name, 0) for name in self.projections), default=0)
 
     async def _run(self) -> None:
         while True:
@@ -149,7 +149,9 @@ class ChangeHub:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(sqlite_readonly=True)
             events = [
-                e for e in await outbox.read_after(conn, after, self.page) if e.position <= upto
+                e
+                for e in await outbox.read_after(conn, after, self.page, payload=False)
+                if e.position <= upto
             ]
             if not events:
                 return [], upto

@@ -71,7 +71,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -302,12 +301,11 @@ async def _catch_up(
 ) -> int:
     """Step (d): until the projection's checkpoint has reached `position`; where it got.
 
-    Drives `worker` here unless a live loop holds the lease: another worker, or
-    this very worker running in a task of its own, which shows by renewing the
-    lease between two looks. Two drivers of one worker would only duplicate
-    writes (harmless) and log a lost lease (misleading), hence the care.
+    Drives `worker` here unless a live loop holds the lease: another worker
+    (its lease is live and not ours), or this very worker running its loop in
+    a task of its own (`worker.running`). Two drivers of one worker would only
+    duplicate writes (harmless) and log a lost lease (misleading), hence the care.
     """
-    seen: datetime | None = None  # the lease's expiry at the last look, or as we set it
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -317,15 +315,11 @@ async def _catch_up(
                 lease = checkpoint.lease_until
                 live = checkpoint.owner is not None and lease is not None and lease > worker.clock()
                 ours = checkpoint.owner == worker.owner
-                if live and (not ours or seen is None or lease != seen):
-                    # Someone drives it; or a first look at our own lease: a loop of
-                    # ours renews it within a poll interval, if there is one.
-                    seen = lease
-                    await asyncio.sleep(worker.poll_interval * (2 if ours else 1))
+                if worker.running or (live and not ours):
+                    await asyncio.sleep(worker.poll_interval)
                     continue
                 if not await worker.run_once():
                     await asyncio.sleep(worker.poll_interval)
-                seen = (await checkpoints.get(name)).lease_until
     except TimeoutError:
         reached = (await checkpoints.get(name)).position
         raise RebuildError(

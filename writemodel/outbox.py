@@ -90,10 +90,25 @@ async def append(
     return last
 
 
-async def read_after(conn: AsyncConnection, position: int, limit: int) -> list[StoredEvent]:
-    """Events after `position`, at most `limit`, in position order; gap-safe (see above)."""
+# Every column but the payload: what the feed and the change hub need of an event.
+_HEADERS = [c for c in events.c if c.name != "payload"]
+
+
+async def read_after(
+    conn: AsyncConnection, position: int, limit: int, *, payload: bool = True
+) -> list[StoredEvent]:
+    """Events after `position`, at most `limit`, in position order; gap-safe (see above).
+
+    With `payload=False` the payloads are neither read nor decoded (each
+    event's `payload` is then empty): readers that go by the event's type and
+    aggregate, as the feed does, skip the largest column.
+    """
+    columns = events.c if payload else _HEADERS
     result = await conn.execute(
-        select(events).where(events.c.position > position).order_by(events.c.position).limit(limit)
+        select(*columns)
+        .where(events.c.position > position)
+        .order_by(events.c.position)
+        .limit(limit)
     )
     return [
         StoredEvent(
@@ -102,7 +117,7 @@ async def read_after(conn: AsyncConnection, position: int, limit: int) -> list[S
             aggregate_id=row.aggregate_id,
             aggregate_version=row.aggregate_version,
             event_type=row.event_type,
-            payload=row.payload,
+            payload=row.payload if payload else {},
             occurred_at=as_utc(row.occurred_at),
             correlation_id=row.correlation_id,
         )

@@ -35,6 +35,11 @@ async def _documents(app: Bicameral, name: str) -> dict[str, dict[str, Any]]:
     return {h["_id"]: {"_version": h["_version"], **h["_source"]} for h in found["hits"]["hits"]}
 
 
+async def _head(app: Bicameral) -> int:
+    async with app.engine.connect() as conn:
+        return (await outbox.head(conn))[0]
+
+
 async def test_a_created_product_is_searchable_once_the_worker_has_run(app: Bicameral) -> None:
     created = await _product(app, "KET-1", name="Stovetop kettle", initial_stock=4, tags=("tea",))
 
@@ -194,7 +199,7 @@ async def test_the_checkpoint_stays_put_while_elasticsearch_cannot_take_the_batc
         with pytest.raises(BulkError):
             await broken.run_once()
         assert (await app.checkpoints.get("products")).position == 0
-        await app.checkpoints.release("products", broken.owner)
+        await app.checkpoints.release(["products"], broken.owner)
     finally:
         await unreachable.close()
 
@@ -271,3 +276,74 @@ async def test_documents_of_another_write_database_are_not_served(
         assert list(docs) == [created.snapshot["id"]]
     finally:
         await other.stop()
+
+
+async def test_one_projection_replays_while_the_others_skip_what_they_have_applied(
+    app: Bicameral,
+) -> None:
+    customer = await app.commands.execute(c.RegisterCustomer("bo@example.com", "Bo"))
+    await _product(app, "REPLAY-1")
+    await app.worker.run_until_caught_up()
+    head = await _head(app)
+    heard: list[tuple[str, int]] = []
+
+    async def listener(applied: Applied) -> None:
+        heard.append((applied.projection, len(applied.events)))
+
+    app.worker.listeners.append(listener)
+    await app.checkpoints.reset("customers", 0, datetime.now(UTC))
+    await app.worker.run_until_caught_up()
+
+    # Only the projection that went back heard of a batch, with its own events.
+    assert heard == [("customers", 1)]
+    assert {(await app.checkpoints.get(n)).position for n in ("products", "customers")} == {head}
+    assert list(await _documents(app, "customers")) == [customer.snapshot["id"]]
+
+
+async def test_a_backlog_is_read_in_growing_batches_up_to_the_catch_up_limit(
+    app: Bicameral,
+) -> None:
+    for i in range(66):
+        await _product(app, f"GROW-{i}")  # one event each
+    worker = FeedWorker(
+        app.engine,
+        app.search,
+        default_projections(),
+        index_prefix=app.settings.index_prefix,
+        batch_size=4,
+        catch_up_factor=4,
+    )
+
+    read = [await worker.run_once() for _ in range(7)]
+
+    # 4, then doubling while batches come back full (capped at 4 x 4); the rest; nothing.
+    assert read == [4, 8, 16, 16, 16, 6, 0]
+    assert (await app.checkpoints.get("products")).position == await _head(app)
+    assert len(await _documents(app, "products")) == 66
+
+
+async def test_a_lease_is_renewed_once_half_of_it_is_spent_not_on_every_cycle(
+    app: Bicameral,
+) -> None:
+    clock = [datetime.now(UTC)]
+    worker = FeedWorker(
+        app.engine,
+        app.search,
+        default_projections(),
+        index_prefix=app.settings.index_prefix,
+        lease=timedelta(seconds=10),
+        owner="renewer",
+        clock=lambda: clock[0],
+    )
+    await worker.run_once()
+    taken = (await app.checkpoints.get("products")).lease_until
+    assert taken == clock[0] + timedelta(seconds=10)
+
+    clock[0] += timedelta(seconds=4)  # 6 s of 10 left: no renewal
+    await _product(app, "RENEW-1")
+    assert await worker.run_once() > 0
+    assert (await app.checkpoints.get("products")).lease_until == taken
+
+    clock[0] += timedelta(seconds=2)  # 4 s left: renewed
+    await worker.run_once()
+    assert (await app.checkpoints.get("products")).lease_until == clock[0] + timedelta(seconds=10)
