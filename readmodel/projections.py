@@ -80,6 +80,10 @@ class Projection(ABC):
         """Document ids in id order, for a full rebuild."""
 
     @abstractmethod
+    async def count(self, conn: AsyncConnection) -> int:
+        """How many ids `all_ids` lists in all: a full rebuild's total."""
+
+    @abstractmethod
     async def documents(self, conn: AsyncConnection, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Whole documents for these ids, from current state; absent ids are gone."""
 
@@ -111,6 +115,9 @@ class ProductsProjection(Projection):
             select(products.c.id).where(products.c.id > after).order_by(products.c.id).limit(limit)
         )
         return list(rows.scalars())
+
+    async def count(self, conn: AsyncConnection) -> int:
+        return int((await conn.execute(select(func.count()).select_from(products))).scalar_one())
 
     async def documents(self, conn: AsyncConnection, ids: list[str]) -> dict[str, dict[str, Any]]:
         rows = await conn.execute(
@@ -186,6 +193,9 @@ class OrdersProjection(Projection):
             select(orders.c.id).where(orders.c.id > after).order_by(orders.c.id).limit(limit)
         )
         return list(rows.scalars())
+
+    async def count(self, conn: AsyncConnection) -> int:
+        return int((await conn.execute(select(func.count()).select_from(orders))).scalar_one())
 
     async def documents(self, conn: AsyncConnection, ids: list[str]) -> dict[str, dict[str, Any]]:
         rows = await conn.execute(
@@ -272,6 +282,9 @@ class CustomersProjection(Projection):
             .limit(limit)
         )
         return list(rows.scalars())
+
+    async def count(self, conn: AsyncConnection) -> int:
+        return int((await conn.execute(select(func.count()).select_from(customers))).scalar_one())
 
     async def documents(self, conn: AsyncConnection, ids: list[str]) -> dict[str, dict[str, Any]]:
         spent = func.coalesce(

@@ -9,8 +9,9 @@ The steps, for one read model served by the alias `<prefix>-<name>`:
     every batch to the alias and to `-next` (`BulkWriter.write(also=...)`).
 (c) Read the outbox head H0, then load every document from the write
     database, in id order, a page at a time, with external version H0,
-    unrefreshed; one refresh at the end. `progress(loaded, total)` is told
-    after every page.
+    unrefreshed; one refresh at the end. Each page is read in a short read of
+    its own, the next one while this one is being written. `progress(loaded,
+    total)` is told after every written page.
 (d) Read the head H1 and wait until the projection's checkpoint has reached
     it: drive the worker in this process while no other live worker holds the
     projection's lease, else poll the checkpoint.
@@ -48,7 +49,9 @@ index of that name.
 
 Deletes: a delete at p > H0 leaves a tombstone with version p that refuses
 the load's older write for `index.gc_deletes` (60 s by default); the load
-writes each page right after reading it, well within that.
+reads at most one page ahead, so it writes each page as soon as the bulk
+request of the page before has ended, seconds after reading it, well within
+that.
 
 Interrupted (Ctrl-C, a crash, a timeout in (d)) anywhere before (e), the old
 index keeps serving and `-next` stays, still fed by the worker. The next
@@ -248,16 +251,27 @@ async def _drop_building(
     return state.building
 
 
-async def _count(engine: AsyncEngine, projection: Projection, page_size: int) -> int:
-    # Ids only, in large pages: the projection has no count of its own.
-    total, after = 0, ""
-    while True:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
-            ids = await projection.all_ids(conn, after, page_size)
+async def _count(engine: AsyncEngine, projection: Projection) -> int:
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(sqlite_readonly=True)
+        return await projection.count(conn)
+
+
+async def _page(
+    engine: AsyncEngine, projection: Projection, after: str, page_size: int, version: int
+) -> tuple[str, list[Action]] | None:
+    """The page of the load after id `after`: its last id and its actions; None past the end."""
+    # One short read per page: no transaction held open for the whole load.
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(sqlite_readonly=True)
+        ids = await projection.all_ids(conn, after, page_size)
         if not ids:
-            return total
-        total, after = total + len(ids), ids[-1]
+            return None
+        docs = await projection.documents(conn, ids)
+    actions: list[Action] = [
+        IndexDocument(id, version, {**doc, "position": version}) for id, doc in docs.items()
+    ]
+    return ids[-1], actions
 
 
 async def _load(
@@ -271,23 +285,24 @@ async def _load(
 ) -> int:
     """Step (c): every document as the write database holds it now, with version `version`."""
     writer = BulkWriter(client)
-    total = await _count(engine, projection, max(page_size, 10_000))
+    total = await _count(engine, projection)
     progress(0, total)
-    loaded, after = 0, ""
-    while True:
-        # One short read per page: no transaction held open for the whole load.
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
-            ids = await projection.all_ids(conn, after, page_size)
-            if not ids:
-                break
-            docs = await projection.documents(conn, ids)
-        actions: list[Action] = [
-            IndexDocument(id, version, {**doc, "position": version}) for id, doc in docs.items()
-        ]
-        await writer.write(target, actions, refresh=False)
-        loaded, after = loaded + len(actions), ids[-1]
-        progress(loaded, max(total, loaded))
+    loaded = 0
+    # One page read ahead, no more: the next page is read while this one's bulk
+    # request is in flight, so a page is written at most one bulk request after its read.
+    reading = asyncio.create_task(_page(engine, projection, "", page_size, version))
+    try:
+        while (page := await reading) is not None:
+            last, actions = page
+            reading = asyncio.create_task(_page(engine, projection, last, page_size, version))
+            await writer.write(target, actions, refresh=False)
+            loaded += len(actions)
+            progress(loaded, max(total, loaded))
+    finally:
+        # After a failed write or progress call, or a cancel: the read ahead is
+        # stopped and awaited, so no task outlives the load (nor its error unseen).
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
     await client.indices.refresh(index=target)
     return loaded
 

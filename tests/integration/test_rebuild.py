@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.bootstrap import Bicameral
 from domain import commands as c
+from readmodel.bulk import BulkError, BulkWriter
 from readmodel.indexes import INDEXES, PRODUCTS
+from readmodel.projections import Action, ProductsProjection
 from readmodel.rebuild import Progress, RebuildResult, abandon, rebuild
 from readmodel.setup import alias_state, physical_indexes
 from writemodel.tables import products
@@ -102,7 +106,9 @@ async def test_a_rebuild_swaps_the_alias_to_a_new_index_with_the_same_documents(
         await _one_index_and_no_rebuild_left(app, name, result.new_index)
         after = await _documents(app, _alias(app, name))
         assert result.documents == len(before) > 0
-        assert told[0] == (0, len(before)) and told[-1] == (len(before), len(before))
+        # Told first the total, then after every page of three.
+        n = len(before)
+        assert told == [(0, n), *((min(k, n), n) for k in range(3, n + 3, 3))]
         assert after.keys() == before.keys()
         for id, doc in before.items():
             # The load knows the state as of the head it read, not each document's last event.
@@ -268,3 +274,125 @@ async def test_a_cancelled_rebuild_leaves_the_old_index_serving(app: Bicameral) 
     await app.worker.run_until_caught_up()
     assert (await app.reader.products()).total == 7
     await _one_index_and_no_rebuild_left(app, "products", str(old))
+
+
+async def test_every_projection_counts_the_ids_it_lists(app: Bicameral) -> None:
+    async def counted_and_listed() -> dict[str, tuple[int, int]]:
+        async with app.engine.connect() as conn:
+            return {
+                p.name: (await p.count(conn), len(await p.all_ids(conn, "", 10_000)))
+                for p in app.worker.projections
+            }
+
+    assert set((await counted_and_listed()).values()) == {(0, 0)}
+    customer = await app.commands.execute(c.RegisterCustomer("cat@example.com", "Cat"))
+    for i in range(4):
+        await _product(app, f"CNT-{i}", initial_stock=5)
+    await app.commands.execute(
+        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("CNT-1", 1),))
+    )
+
+    assert await counted_and_listed() == {
+        "products": (4, 4),
+        "orders": (1, 1),
+        "customers": (1, 1),
+    }
+
+
+def _rebuild_tasks_left() -> list[asyncio.Task[Any]]:
+    """Tasks still running code of readmodel/rebuild.py, such as a page read ahead.
+
+    Not every task started meanwhile: the app's change hub reads on a timer of its own."""
+    here = rebuild.__code__.co_filename
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(getattr(task.get_coro(), "cr_code", None), "co_filename", None) == here
+    ]
+
+
+async def test_a_refused_page_fails_the_rebuild_and_stops_the_page_read_ahead(
+    app: Bicameral, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = sorted([(await _product(app, f"REF-{i}", price=100))["id"] for i in range(6)])
+    await app.commands.execute(c.ChangePrice(ids[3], 1000))
+    await app.worker.run_until_caught_up()
+    prefix = app.settings.index_prefix
+    old = (await alias_state(app.search, prefix, PRODUCTS)).serving
+    # A `price` of one byte: Elasticsearch refuses 1000, on the second page of two.
+    narrow = dataclasses.replace(
+        PRODUCTS, properties={**PRODUCTS.properties, "price": {"type": "byte"}}
+    )
+    monkeypatch.setitem(INDEXES, "products", narrow)
+    # The third page's read is held until cancelled, and the second page's bulk
+    # request waits for it to be held: the read is in flight when the bulk fails.
+    read_ahead_held, read_ahead = asyncio.Event(), list[str]()
+    documents, write = ProductsProjection.documents, BulkWriter.write
+
+    async def held_documents(
+        self: ProductsProjection, conn: AsyncConnection, page: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        if ids[4] in page:
+            read_ahead_held.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                read_ahead.append("cancelled")
+                raise
+        return await documents(self, conn, page)
+
+    async def write_once_held(
+        self: BulkWriter, index: str, actions: Sequence[Action], **options: Any
+    ) -> None:
+        if any(action.id == ids[3] for action in actions):
+            await read_ahead_held.wait()
+        await write(self, index, actions, **options)
+
+    monkeypatch.setattr(ProductsProjection, "documents", held_documents)
+    monkeypatch.setattr(BulkWriter, "write", write_once_held)
+    told: list[tuple[int, int]] = []
+
+    with pytest.raises(BulkError):
+        async with asyncio.timeout(30):
+            await _rebuild(app, page_size=2, progress=lambda n, t: told.append((n, t)))
+
+    assert read_ahead == ["cancelled"]
+    assert _rebuild_tasks_left() == []
+    assert told == [(0, 6), (2, 6)]
+    state = await alias_state(app.search, prefix, narrow)
+    assert state.serving == old and state.building not in (None, old)
+    # The second page's other document went in; the third page was never written.
+    assert set(await _documents(app, str(state.building))) == set(ids[:3])
+
+
+async def test_a_failing_page_read_fails_the_rebuild_and_leaves_no_task(
+    app: Bicameral, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = sorted([(await _product(app, f"RFA-{i}"))["id"] for i in range(6)])
+    await app.worker.run_until_caught_up()
+    prefix = app.settings.index_prefix
+    old = (await alias_state(app.search, prefix, PRODUCTS)).serving
+
+    class ReadFailed(Exception):
+        pass
+
+    documents = ProductsProjection.documents
+
+    async def failing_documents(
+        self: ProductsProjection, conn: AsyncConnection, page: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        if ids[4] in page:
+            raise ReadFailed
+        return await documents(self, conn, page)
+
+    monkeypatch.setattr(ProductsProjection, "documents", failing_documents)
+    told: list[tuple[int, int]] = []
+
+    with pytest.raises(ReadFailed):
+        await _rebuild(app, page_size=2, progress=lambda n, t: told.append((n, t)))
+
+    assert _rebuild_tasks_left() == []
+    assert told == [(0, 6), (2, 6), (4, 6)]
+    state = await alias_state(app.search, prefix, PRODUCTS)
+    assert state.serving == old and state.building not in (None, old)
+    assert set(await _documents(app, str(state.building))) == set(ids[:4])
