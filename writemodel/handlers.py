@@ -74,8 +74,9 @@ async def _product_changed(uow: UnitOfWork, product: Product) -> Changed:
 
 async def create_product(cmd: c.CreateProduct, uow: UnitOfWork, ctx: Context) -> Changed:
     sku = SkuMustBeWellFormed.check(cmd.sku)
-    if await uow.products.get_by_sku(sku) is not None:
-        raise AlreadyExists(f"a product with sku {sku} exists", field="sku", code="SKU_TAKEN")
+    # A taken sku is refused at commit, by the unique constraint (SKU_TAKEN): a
+    # lookup here would cost a round trip for every product, and could not close
+    # the race between two creations anyway.
     if cmd.initial_stock < 0:
         raise InvalidInput("initial stock cannot be negative", field="initialStock")
     product = Product.create(

@@ -33,6 +33,12 @@ __all__ = ["NOTIFY_CHANNEL", "StoredEvent", "append", "head", "read_after"]
 _APPEND_LOCK_KEY = 0x0B1CA3E1
 NOTIFY_CHANNEL = "bicameral_outbox"
 
+# The append's statements, built once so SQLAlchemy's compiled cache serves them.
+_TAKE_APPEND_LOCK = select(func.pg_advisory_xact_lock(_APPEND_LOCK_KEY))
+_APPEND = insert(events).returning(events.c.position)
+_APPEND_IN_ORDER = insert(events).returning(events.c.position, sort_by_parameter_order=True)
+_NOTIFY = text("SELECT pg_notify(:channel, :pos)")
+
 
 @dataclass(frozen=True)
 class StoredEvent:
@@ -59,7 +65,7 @@ async def append(
     now = now.astimezone(UTC)  # SQLite keeps wall-clock time only: store it as UTC
     postgres = conn.dialect.name == "postgresql"
     if postgres:
-        await conn.execute(select(func.pg_advisory_xact_lock(_APPEND_LOCK_KEY)))
+        await conn.execute(_TAKE_APPEND_LOCK)
     rows = [
         {
             "aggregate_type": event.aggregate_type,
@@ -72,21 +78,19 @@ async def append(
         }
         for version, event in recorded
     ]
-    last = 0
-    # One statement per row keeps RETURNING portable across both databases
-    # and the rows' positions in the order the events were recorded.
-    for row in rows:
-        result = await conn.execute(insert(events).values(row).returning(events.c.position))
-        last = result.scalar_one()
+    # One INSERT for all of them: SQLAlchemy's "insertmanyvalues" sends the rows
+    # as a single multi-row statement. Positions must follow the order the events
+    # were recorded in. On PostgreSQL, sort_by_parameter_order makes it an
+    # INSERT ... SELECT ... ORDER BY, which draws identity values in that order
+    # (what SQLAlchemy relies on to match RETURNING rows to parameters). SQLite
+    # inserts VALUES rows one after the other, each taking the next rowid, under
+    # the write lock of BEGIN IMMEDIATE. RETURNING's own row order is promised by
+    # neither, so the last position is the largest, not the last row.
+    result = await conn.execute(_APPEND_IN_ORDER if postgres else _APPEND, rows)
+    last: int = max(result.scalars())
     if postgres:
         # Delivered at commit, never for a rollback; a wake-up, not the data.
-        await conn.execute(
-            text("SELECT pg_notify(:channel, :pos)"),
-            {
-                "channel": NOTIFY_CHANNEL,
-                "pos": str(last),
-            },
-        )
+        await conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "pos": str(last)})
     return last
 
 

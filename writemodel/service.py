@@ -1,9 +1,10 @@
 """The command service: runs one command in one unit of work.
 
 It adds what no single handler should know about: idempotency keys, the
-retry of a command that lost an optimistic race it did not ask to guard,
-correlation ids, and the consistency token (the position of the command's
-last event, or the outbox head when it changed nothing).
+retry of a command that lost an optimistic race it did not ask to guard or
+its connection before it could commit, correlation ids, and the consistency
+token (the position of the command's last event, or the outbox head when it
+changed nothing).
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ from typing import Any
 
 from domain.commands import Command
 from domain.errors import ConcurrencyConflict, DomainError
-from writemodel.handlers import HANDLERS, Context
-from writemodel.unit_of_work import IdempotencyRace, Remember, TransientConflict, UnitOfWork
+from writemodel.handlers import HANDLERS, Context, Handler
+from writemodel.unit_of_work import (
+    CommitOutcomeUnknown,
+    ConnectionLost,
+    IdempotencyRace,
+    Remember,
+    TransientConflict,
+    UnitOfWork,
+)
 
 __all__ = ["CommandOutcome", "CommandService", "IdempotencyKeyReused"]
 
@@ -59,6 +67,12 @@ class CommandService:
     # waits a random, growing while, or they would collide again and again.
     max_attempts = 30
     max_backoff = 0.25
+    # A pooled connection that died (a restarted server, an idle connection cut)
+    # fails the first statement sent on it, and the command runs again on a new
+    # one. SQLAlchemy then replaces every older pooled connection, so one more
+    # run nearly always does; losing more than two in a row means the database
+    # itself is in trouble, and the caller should hear of it.
+    max_reconnects = 2
 
     def __init__(
         self,
@@ -81,50 +95,75 @@ class CommandService:
         correlation_id: str | None = None,
     ) -> CommandOutcome:
         handler = HANDLERS[type(command)]
+        name = type(command).__name__
         correlation_id = correlation_id or str(uuid.uuid4())
         digest = request_hash(command) if idempotency_key else ""
         guarded = getattr(command, "expected_version", None) is not None
-        attempt = 0
+        attempt = reconnects = 0
         while True:
             attempt += 1
-            now = self.clock()
-            async with self.unit_of_work() as uow:
-                if idempotency_key:
-                    replay = await self._replay(uow, idempotency_key, digest, now)
-                    if replay is not None:
-                        return replay
-                changed = await handler(command, uow, Context(now, self.new_id))
-                remember = None
-                if idempotency_key:
-                    remember = Remember(
-                        idempotency_key,
-                        digest,
-                        {"kind": changed.kind, "snapshot": changed.snapshot},
-                        now + self.idempotency_ttl,
-                    )
-                try:
-                    position = await uow.commit(
-                        correlation_id=correlation_id, now=now, remember=remember
-                    )
-                except (ConcurrencyConflict, TransientConflict) as lost:
-                    # Another writer won the race for a row (or the database broke a
-                    # deadlock). Nothing was written; a command that named no version
-                    # runs again from the start, its checks included. One that named
-                    # a version gets the conflict: its premise is gone.
-                    conflict = isinstance(lost, ConcurrencyConflict)
-                    if (conflict and guarded) or attempt >= self.max_attempts:
-                        raise
-                    log.info("retrying %s after a concurrent write", type(command).__name__)
-                    await uow.rollback()  # on SQLite, let go of the write lock while waiting
-                    await asyncio.sleep(
-                        random.uniform(0, min(self.max_backoff, 0.002 * 2**attempt))
-                    )
-                    continue
-                except IdempotencyRace:
-                    if attempt >= self.max_attempts:
-                        raise
-                    continue  # the other request won: the next attempt replays its result
-            return CommandOutcome(changed.kind, changed.snapshot, position)
+            try:
+                return await self._attempt(
+                    handler, command, idempotency_key, digest, correlation_id
+                )
+            except (ConcurrencyConflict, TransientConflict) as lost:
+                # Another writer won the race for a row (or the database broke a
+                # deadlock). Nothing was written; a command that named no version
+                # runs again from the start, its checks included. One that named
+                # a version gets the conflict: its premise is gone.
+                conflict = isinstance(lost, ConcurrencyConflict)
+                if (conflict and guarded) or attempt >= self.max_attempts:
+                    raise
+                log.info("retrying %s after a concurrent write", name)
+                # The unit of work has rolled back and let go of its connection
+                # (on SQLite, of the write lock) before this wait.
+                await asyncio.sleep(random.uniform(0, min(self.max_backoff, 0.002 * 2**attempt)))
+            except IdempotencyRace:
+                if attempt >= self.max_attempts:
+                    raise
+                # The other request won: the next attempt replays its result.
+            except ConnectionLost:
+                # COMMIT was never sent, so nothing was written: run it all again.
+                reconnects += 1
+                if reconnects > self.max_reconnects or attempt >= self.max_attempts:
+                    raise
+                log.warning("retrying %s on a new connection: the last one broke", name)
+            except CommitOutcomeUnknown:
+                # The command may or may not have been applied. Running it again
+                # could apply it twice, unless it carries an idempotency key: its
+                # key commits with its state, so the next attempt replays the
+                # first if that committed, and applies the command if not.
+                reconnects += 1
+                if not idempotency_key or reconnects > self.max_reconnects:
+                    raise
+                log.warning("retrying %s by its idempotency key: its commit went unanswered", name)
+
+    async def _attempt(
+        self,
+        handler: Handler,
+        command: Command,
+        idempotency_key: str | None,
+        digest: str,
+        correlation_id: str,
+    ) -> CommandOutcome:
+        """One run of the command in one unit of work, from its checks to its commit."""
+        now = self.clock()
+        async with self.unit_of_work() as uow:
+            if idempotency_key:
+                replay = await self._replay(uow, idempotency_key, digest, now)
+                if replay is not None:
+                    return replay
+            changed = await handler(command, uow, Context(now, self.new_id))
+            remember = None
+            if idempotency_key:
+                remember = Remember(
+                    idempotency_key,
+                    digest,
+                    {"kind": changed.kind, "snapshot": changed.snapshot},
+                    now + self.idempotency_ttl,
+                )
+            position = await uow.commit(correlation_id=correlation_id, now=now, remember=remember)
+        return CommandOutcome(changed.kind, changed.snapshot, position)
 
     async def _replay(
         self, uow: UnitOfWork, key: str, digest: str, now: datetime

@@ -3,15 +3,22 @@
 Saves are optimistic: an UPDATE names the version it loaded, and a row that
 moved on since makes the whole unit of work fail with a ConcurrencyConflict,
 whatever the command expected. The database's constraints (unique sku and
-email, reserved within on-hand) stand behind the domain's rules.
+email, reserved within on-hand) stand behind the domain's rules; the unique
+sku is the only check that a new product's sku is free.
+
+Every statement is built once, at import, with bound parameters for what
+varies, and executed with plain values: SQLAlchemy compiles it once and finds
+it in its cache ever after, where a statement rebuilt with `.values(...)` for
+each row would be built, and its cache key computed, on every command.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Column, Insert, Table, Update, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,6 +32,8 @@ from writemodel import outbox
 from writemodel.outbox import as_utc
 from writemodel.tables import customers, idempotency_keys, order_lines, orders, products, stock
 from writemodel.unit_of_work import (
+    CommitOutcomeUnknown,
+    ConnectionLost,
     CustomerRepository,
     IdempotencyRace,
     OrderRepository,
@@ -41,6 +50,55 @@ __all__ = ["SqlUnitOfWork"]
 
 def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else as_utc(value)
+
+
+# --- statements, built once (see above) ---
+
+_PRODUCT_BY_ID = select(products).where(products.c.id == bindparam("id"))
+_PRODUCT_BY_SKU = select(products).where(products.c.sku == bindparam("sku"))
+_STOCK_BY_ID = select(stock).where(stock.c.product_id == bindparam("id"))
+_CUSTOMER_BY_ID = select(customers).where(customers.c.id == bindparam("id"))
+_CUSTOMER_BY_EMAIL = select(customers.c.id).where(customers.c.email == bindparam("email"))
+_ORDER_BY_ID = select(orders).where(orders.c.id == bindparam("id"))
+_ORDER_LINES = (
+    select(order_lines)
+    .where(order_lines.c.order_id == bindparam("id"))
+    .order_by(order_lines.c.line_no)
+)
+_INSERT_ORDER_LINES = insert(order_lines)
+_KEY = select(idempotency_keys).where(idempotency_keys.c.key == bindparam("key"))
+_DELETE_EXPIRED_KEYS = delete(idempotency_keys).where(
+    idempotency_keys.c.expires_at <= bindparam("now")
+)
+_INSERT_KEY = insert(idempotency_keys)
+# A column's own name is reserved for its SET value, hence `where_` for the WHERE.
+_STORE_RESULT = update(idempotency_keys).where(idempotency_keys.c.key == bindparam("where_key"))
+
+
+@dataclass(frozen=True)
+class _Saves:
+    """How one aggregate table is written: an INSERT of a new row, and an UPDATE
+    guarded by the version the unit of work loaded. Which columns they set comes
+    from the values they are executed with."""
+
+    key: str
+    insert: Insert
+    update: Update
+
+
+def _saves(table: Table, key: Column[str]) -> _Saves:
+    guarded = update(table).where(
+        key == bindparam("where_key"), table.c.version == bindparam("where_version")
+    )
+    return _Saves(key.name, insert(table), guarded)
+
+
+_SAVES = {
+    products: _saves(products, products.c.id),
+    stock: _saves(stock, stock.c.product_id),
+    customers: _saves(customers, customers.c.id),
+    orders: _saves(orders, orders.c.id),
+}
 
 
 def _product(row: Row[Any]) -> Product:
@@ -65,11 +123,11 @@ class SqlProducts(ProductRepository):
         self.conn = conn
 
     async def _load(self, id: str) -> Product | None:
-        row = (await self.conn.execute(select(products).where(products.c.id == id))).first()
+        row = (await self.conn.execute(_PRODUCT_BY_ID, {"id": id})).first()
         return None if row is None else _product(row)
 
     async def _load_by_sku(self, sku: str) -> Product | None:
-        row = (await self.conn.execute(select(products).where(products.c.sku == sku))).first()
+        row = (await self.conn.execute(_PRODUCT_BY_SKU, {"sku": sku})).first()
         return None if row is None else _product(row)
 
 
@@ -79,7 +137,7 @@ class SqlStocks(StockRepository):
         self.conn = conn
 
     async def _load(self, id: str) -> Stock | None:
-        row = (await self.conn.execute(select(stock).where(stock.c.product_id == id))).first()
+        row = (await self.conn.execute(_STOCK_BY_ID, {"id": id})).first()
         if row is None:
             return None
         return Stock(
@@ -97,7 +155,7 @@ class SqlCustomers(CustomerRepository):
         self.conn = conn
 
     async def _load(self, id: str) -> Customer | None:
-        row = (await self.conn.execute(select(customers).where(customers.c.id == id))).first()
+        row = (await self.conn.execute(_CUSTOMER_BY_ID, {"id": id})).first()
         if row is None:
             return None
         return Customer(row.id, row.version, email=row.email, name=row.name, erased=row.erased)
@@ -105,7 +163,7 @@ class SqlCustomers(CustomerRepository):
     async def email_taken(self, email: str) -> bool:
         if any(c.email == email for c in self.seen.values()):
             return True
-        found = await self.conn.execute(select(customers.c.id).where(customers.c.email == email))
+        found = await self.conn.execute(_CUSTOMER_BY_EMAIL, {"email": email})
         return found.first() is not None
 
 
@@ -115,12 +173,10 @@ class SqlOrders(OrderRepository):
         self.conn = conn
 
     async def _load(self, id: str) -> Order | None:
-        row = (await self.conn.execute(select(orders).where(orders.c.id == id))).first()
+        row = (await self.conn.execute(_ORDER_BY_ID, {"id": id})).first()
         if row is None:
             return None
-        lines = await self.conn.execute(
-            select(order_lines).where(order_lines.c.order_id == id).order_by(order_lines.c.line_no)
-        )
+        lines = await self.conn.execute(_ORDER_LINES, {"id": id})
         return Order(
             row.id,
             row.version,
@@ -150,20 +206,29 @@ class SqlUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> SqlUnitOfWork:
         self.conn = await self.engine.connect()
-        await self.conn.begin()
+        try:
+            await self.conn.begin()  # on SQLite, BEGIN IMMEDIATE may time out
+        except BaseException:
+            await self.conn.close()
+            self.conn = None
+            raise
         self.products = SqlProducts(self.conn)
         self.stocks = SqlStocks(self.conn)
         self.customers = SqlCustomers(self.conn)
         self.orders = SqlOrders(self.conn)
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         try:
             await self.rollback()
         finally:
             if self.conn is not None:
                 await self.conn.close()
                 self.conn = None
+        # The handler's loads run on this connection too, outside `commit`; a broken
+        # connection surfaces from them here, and COMMIT was never sent.
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            raise ConnectionLost(_headline(exc)) from exc
 
     @property
     def connection(self) -> AsyncConnection:
@@ -175,6 +240,7 @@ class SqlUnitOfWork(UnitOfWork):
     ) -> int:
         conn = self.connection
         now = now.astimezone(UTC)  # SQLite keeps wall-clock time only: store it as UTC
+        committing = False
         try:
             if remember is not None:
                 # First, so that a concurrent request with the same key waits here
@@ -184,7 +250,6 @@ class SqlUnitOfWork(UnitOfWork):
                 await self._save(
                     product,
                     products,
-                    products.c.id,
                     self.products,
                     {
                         "sku": product.sku,
@@ -203,7 +268,6 @@ class SqlUnitOfWork(UnitOfWork):
                 await self._save(
                     item,
                     stock,
-                    stock.c.product_id,
                     self.stocks,
                     {
                         "on_hand": item.on_hand,
@@ -216,7 +280,6 @@ class SqlUnitOfWork(UnitOfWork):
                 await self._save(
                     customer,
                     customers,
-                    customers.c.id,
                     self.customers,
                     {
                         "email": customer.email,
@@ -230,7 +293,6 @@ class SqlUnitOfWork(UnitOfWork):
                 await self._save(
                     order,
                     orders,
-                    orders.c.id,
                     self.orders,
                     {
                         "customer_id": order.customer_id,
@@ -246,7 +308,7 @@ class SqlUnitOfWork(UnitOfWork):
                 )
                 if order.id in self.orders.new:
                     await conn.execute(
-                        insert(order_lines),
+                        _INSERT_ORDER_LINES,
                         [
                             {
                                 "order_id": order.id,
@@ -267,18 +329,28 @@ class SqlUnitOfWork(UnitOfWork):
                 position, _ = await outbox.head(conn)
             if remember is not None:
                 await conn.execute(
-                    update(idempotency_keys)
-                    .where(idempotency_keys.c.key == remember.key)
-                    .values(result={**remember.result, "position": position})
+                    _STORE_RESULT,
+                    {
+                        "where_key": remember.key,
+                        "result": {**remember.result, "position": position},
+                    },
                 )
+            committing = True
             await conn.commit()
         except IntegrityError as error:
-            await conn.rollback()
-            raise _integrity_error(error) from error
+            await self.rollback()
+            raise _integrity_error(error, self._new_skus()) from error
         except DBAPIError as error:
-            await conn.rollback()
+            await self.rollback()
+            if error.connection_invalidated:
+                # Before COMMIT went out, the server rolls the transaction back when
+                # the connection goes. While it was in flight, the server may have
+                # committed and the answer been lost on the way.
+                if committing:
+                    raise CommitOutcomeUnknown(_headline(error)) from error
+                raise ConnectionLost(_headline(error)) from error
             if _lost_race(error):
-                raise TransientConflict(str(error.orig).splitlines()[0]) from error
+                raise TransientConflict(_headline(error)) from error
             raise
         for repo in self.repositories():
             for aggregate in repo.seen.values():
@@ -288,39 +360,49 @@ class SqlUnitOfWork(UnitOfWork):
     async def _save(
         self,
         aggregate: Any,
-        table: Any,
-        key: Any,
+        table: Table,
         repo: Any,
         values: dict[str, Any],
         now: datetime,
     ) -> None:
         conn = self.connection
+        saves = _SAVES[table]
         if aggregate.id in repo.new:
-            created = {key.name: aggregate.id, "version": aggregate.version, "updated_at": now}
-            await conn.execute(insert(table).values(**created, **values))
+            created = {saves.key: aggregate.id, "version": aggregate.version, "updated_at": now}
+            await conn.execute(saves.insert, {**created, **values})
             return
         loaded = repo.loaded_versions[aggregate.id]
         if aggregate.version == loaded:
             return  # untouched
         values.pop("created_at", None)
         result = await conn.execute(
-            update(table)
-            .where(key == aggregate.id, table.c.version == loaded)
-            .values(version=aggregate.version, updated_at=now, **values)
+            saves.update,
+            {
+                "where_key": aggregate.id,
+                "where_version": loaded,
+                "version": aggregate.version,
+                "updated_at": now,
+                **values,
+            },
         )
         if result.rowcount != 1:
             raise ConcurrencyConflict(type(aggregate).__name__, aggregate.id, loaded, None)
 
+    def _new_skus(self) -> set[str]:
+        return {self.products.seen[id].sku for id in self.products.new}
+
     async def rollback(self) -> None:
         if self.conn is not None and self.conn.in_transaction():
-            await self.conn.rollback()
+            try:
+                await self.conn.rollback()
+            except DBAPIError as error:
+                # The server drops a broken connection's transaction itself; a failed
+                # ROLLBACK must not hide the error that brought us here.
+                if not error.connection_invalidated:
+                    raise
 
     async def recall(self, key: str, now: datetime) -> Remembered | None:
-        row = (
-            await self.connection.execute(
-                select(idempotency_keys).where(idempotency_keys.c.key == key)
-            )
-        ).first()
+        row = (await self.connection.execute(_KEY, {"key": key})).first()
         if row is None or as_utc(row.expires_at) <= now:
             return None
         return Remembered(request_hash=row.request_hash, result=row.result)
@@ -328,15 +410,16 @@ class SqlUnitOfWork(UnitOfWork):
     async def _remember(self, remember: Remember, now: datetime) -> None:
         conn = self.connection
         # Expired keys give way, this one included; the index on expires_at keeps it cheap.
-        await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.expires_at <= now))
+        await conn.execute(_DELETE_EXPIRED_KEYS, {"now": now})
         await conn.execute(
-            insert(idempotency_keys).values(
-                key=remember.key,
-                request_hash=remember.request_hash,
-                result=remember.result,
-                created_at=now,
-                expires_at=remember.expires_at,
-            )
+            _INSERT_KEY,
+            {
+                "key": remember.key,
+                "request_hash": remember.request_hash,
+                "result": remember.result,
+                "created_at": now,
+                "expires_at": remember.expires_at,
+            },
         )
 
 
@@ -357,12 +440,19 @@ def _lost_race(error: DBAPIError) -> bool:
     return code in _RETRYABLE_SQLSTATES
 
 
-def _integrity_error(error: IntegrityError) -> Exception:
+def _headline(error: DBAPIError) -> str:
     # Only the first line names the constraint; PostgreSQL's DETAIL line that
     # follows quotes the offending value, which may contain anything.
-    headline = str(error.orig).splitlines()[0] if str(error.orig) else ""
+    return str(error.orig).splitlines()[0] if str(error.orig) else ""
+
+
+def _integrity_error(error: IntegrityError, new_skus: set[str]) -> Exception:
+    headline = _headline(error)
     if "uq_products_sku" in headline or "products.sku" in headline:
-        return AlreadyExists("a product with this sku exists", field="sku", code="SKU_TAKEN")
+        # A sku never changes, so only a new product can collide: name its sku when
+        # there is one, as the client who sent it expects to read.
+        sku = f"sku {next(iter(new_skus))}" if len(new_skus) == 1 else "this sku"
+        return AlreadyExists(f"a product with {sku} exists", field="sku", code="SKU_TAKEN")
     if "uq_customers_email" in headline or "customers.email" in headline:
         return AlreadyExists("a customer with this email exists", field="email", code="EMAIL_TAKEN")
     if "pk_idempotency_keys" in headline or "idempotency_keys.key" in headline:

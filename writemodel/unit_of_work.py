@@ -22,6 +22,8 @@ from domain.product import Product
 from domain.stock import Stock
 
 __all__ = [
+    "CommitOutcomeUnknown",
+    "ConnectionLost",
     "CustomerRepository",
     "IdempotencyRace",
     "OrderRepository",
@@ -103,6 +105,17 @@ class TransientConflict(Exception):
     failure); nothing was written and the whole command can run again."""
 
 
+class ConnectionLost(Exception):
+    """The connection to the database broke before COMMIT was sent: the database
+    rolls the transaction back, nothing was written, and the whole command can
+    run again on a new connection."""
+
+
+class CommitOutcomeUnknown(Exception):
+    """The connection broke while COMMIT was in flight: the transaction may or may
+    not have committed, and nothing on this side can tell which."""
+
+
 class IdempotencyRace(Exception):
     """Another request stored the same idempotency key first; the caller replays it."""
 
@@ -158,7 +171,10 @@ class UnitOfWork(ABC):
         """Save what changed and append its events, atomically.
 
         Returns the consistency position: the command's last event, or the
-        outbox head when the command changed nothing."""
+        outbox head when the command changed nothing. A broken connection is
+        reported as ConnectionLost (before COMMIT was sent; loads in the
+        handler report it too, as the unit of work exits) or as
+        CommitOutcomeUnknown (while COMMIT was in flight)."""
 
     @abstractmethod
     async def rollback(self) -> None:

@@ -7,14 +7,16 @@ outbox holds, and the rows in the tables (read with SQLAlchemy Core).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from domain import commands as c
 from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, NotFound
@@ -31,6 +33,7 @@ from writemodel.tables import (
     products,
     stock,
 )
+from writemodel.unit_of_work import CommitOutcomeUnknown
 
 T0 = datetime(2030, 5, 17, 9, 0, tzinfo=UTC)
 ALL_TABLES = (products, stock, customers, orders, order_lines, events, idempotency_keys)
@@ -539,6 +542,18 @@ async def test_a_second_product_with_the_same_sku_is_refused(
 
     assert isinstance(error, AlreadyExists)
     assert (error.code, error.field) == ("SKU_TAKEN", "sku")
+    assert error.message == "a product with sku MUG-1 exists"
+
+
+async def test_a_taken_sku_refused_at_commit_stores_no_idempotency_key(
+    engine: AsyncEngine, service: CommandService
+) -> None:
+    await _product(service, "MUG-1")
+    taken = c.CreateProduct(sku="MUG-1", name="Other", price=1, currency="EUR")
+
+    error = await _refused(engine, service, taken, idempotency_key="create-other")
+
+    assert (error.code, error.field) == ("SKU_TAKEN", "sku")
 
 
 async def test_a_second_customer_with_the_same_email_is_refused(
@@ -873,3 +888,125 @@ async def test_two_concurrent_creations_with_one_key_write_once(
     assert sorted([first.replayed, second.replayed]) == [False, True]
     assert (first.snapshot, first.position) == (second.snapshot, second.position)
     assert len({e.correlation_id for e in written}) == 1
+
+
+# --- lost connections ---
+
+POSTGRES_ONLY = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+@asynccontextmanager
+async def _another_session(database_url: str) -> AsyncIterator[AsyncConnection]:
+    """A connection of its own, outside the service's pool, each statement committed at once
+    (so that pg_stat_activity is read afresh every time)."""
+    other = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with other.connect() as conn:
+            yield conn
+    finally:
+        await other.dispose()
+
+
+async def _terminate_every_other_backend(database_url: str) -> int:
+    """What a restarted server or a cut idle connection leaves in the pool: connections
+    whose server processes are gone, which the pool does not know yet."""
+    others = text(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    async with _another_session(database_url) as conn:
+        pids = list(await conn.scalars(others))
+        for pid in pids:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        deadline = asyncio.get_running_loop().time() + 10
+        while set(await conn.scalars(others)) & set(pids):
+            assert asyncio.get_running_loop().time() < deadline, "a backend outlived its end"
+            await asyncio.sleep(0.01)
+    return len(pids)
+
+
+async def _cut_off_the_next_commit(database_url: str) -> None:
+    """The next COMMIT that carries events kills its own server process while it runs
+    (a deferred trigger fires at COMMIT), so the transaction never commits and its
+    client loses the connection while waiting for COMMIT's answer. Once only: a
+    sequence is not rolled back with the transaction."""
+    async with _another_session(database_url) as conn:
+        await conn.execute(text("CREATE SEQUENCE commit_cut_offs"))
+        await conn.execute(
+            text(
+                """
+                CREATE FUNCTION cut_off_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF nextval('commit_cut_offs') = 1 THEN
+                        PERFORM pg_terminate_backend(pg_backend_pid());
+                        PERFORM pg_sleep(30);  -- where the termination takes effect
+                    END IF;
+                    RETURN NULL;
+                END $$
+                """
+            )
+        )
+        await conn.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER cut_off_commit AFTER INSERT ON events "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cut_off_commit()"
+            )
+        )
+
+
+def _retries_on_a_new_connection(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("on a new connection" in r.getMessage() for r in caplog.records)
+
+
+@POSTGRES_ONLY
+async def test_commands_on_pooled_connections_whose_server_processes_died_still_succeed(
+    engine: AsyncEngine,
+    service: CommandService,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await asyncio.gather(*(_product(service, f"OLD-{i}") for i in range(4)))  # fills the pool
+    before = await _head(engine)
+    assert await _terminate_every_other_backend(database_url) >= 1
+
+    created = await asyncio.gather(*(_product(service, f"NEW-{i}") for i in range(4)))
+
+    assert sorted(p["sku"] for p in created) == [f"NEW-{i}" for i in range(4)]
+    assert _retries_on_a_new_connection(caplog) >= 1  # the premise: a dead connection was used
+    written = await _events_after(engine, before)
+    assert _types(written) == sorted(["ProductCreated", "StockReceived"] * 4)  # each once
+    for product in created:
+        assert (await _row(engine, products, product["id"]))["sku"] == product["sku"]
+
+
+@POSTGRES_ONLY
+async def test_a_commit_cut_off_in_flight_is_not_run_again_without_an_idempotency_key(
+    engine: AsyncEngine, service: CommandService, database_url: str
+) -> None:
+    await _cut_off_the_next_commit(database_url)
+    before = await _everything(engine)
+
+    with pytest.raises(CommitOutcomeUnknown):
+        await service.execute(c.CreateProduct(sku="MUG-1", name="Mug", price=1, currency="EUR"))
+
+    # This one did not commit; the service could not know, so it ran it only once.
+    assert await _everything(engine) == before
+
+
+@POSTGRES_ONLY
+async def test_a_commit_cut_off_in_flight_runs_again_by_its_idempotency_key(
+    engine: AsyncEngine, service: CommandService, database_url: str, run: Recorder
+) -> None:
+    await _cut_off_the_next_commit(database_url)
+
+    created = await run.run(
+        c.CreateProduct(sku="MUG-1", name="Mug", price=1, currency="EUR", initial_stock=2),
+        ["ProductCreated", "StockReceived"],
+        idempotency_key="create-mug",
+    )
+
+    # The first commit never landed, so the key had nothing to replay: the second applied.
+    assert created.replayed is False
+    assert (await _row(engine, stock, created.snapshot["id"]))["on_hand"] == 2

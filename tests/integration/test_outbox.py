@@ -13,8 +13,10 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -184,6 +186,36 @@ class TestOutboxContract:
             assert event.occurred_at == NOW
             assert event.occurred_at.utcoffset() == timedelta(0)
         assert [e.correlation_id for e in stored] == ["corr-1"] * 3 + ["corr-2"]
+
+    async def test_a_transactions_events_go_in_one_insert_in_the_order_they_were_recorded(
+        self, engine: AsyncEngine
+    ) -> None:
+        # Aggregates in random id order, each with its versions in turn: the recorded
+        # order is neither the ids' nor the versions' nor the quantities'.
+        rng = random.Random(7)
+        ids = [str(uuid.uuid4()) for _ in range(10)]
+        recorded: list[tuple[int, Event]] = []
+        for version in range(1, 6):
+            for id in rng.sample(ids, len(ids)):
+                quantity = rng.randint(1, 99)
+                recorded.append((version, StockReceived(id, quantity=quantity, on_hand=quantity)))
+        statements: list[str] = []
+
+        def _record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        sqlalchemy.event.listen(engine.sync_engine, "before_cursor_execute", _record)
+        try:
+            last = await _append_and_commit(engine, recorded, "batch")
+        finally:
+            sqlalchemy.event.remove(engine.sync_engine, "before_cursor_execute", _record)
+
+        stored = await _read(engine, 0)
+        assert [(e.aggregate_id, e.aggregate_version, e.payload) for e in stored] == [
+            (e.aggregate_id, version, e.payload()) for version, e in recorded
+        ]
+        assert last == stored[-1].position
+        assert len([s for s in statements if s.lstrip().startswith("INSERT INTO events")]) == 1
 
     async def test_an_events_time_is_the_instant_it_was_given_in_any_zone(
         self, engine: AsyncEngine

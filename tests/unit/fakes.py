@@ -2,9 +2,11 @@
 
 It mirrors `SqlUnitOfWork`: repositories hand out copies of what the store
 holds; `commit` checks every optimistic version and unique value before it
-writes anything, then saves copies, appends the events to the outbox and
-stores the idempotency result, all or nothing. Several unit-of-work
-instances share one `FakeStore`, as several transactions share one database.
+writes anything (a taken sku is refused there only, as the SQL adapter leaves
+it to the unique constraint), then saves copies, appends the events to the
+outbox and stores the idempotency result, all or nothing. Several
+unit-of-work instances share one `FakeStore`, as several transactions share
+one database.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class FakeStore:
     idempotency_keys: dict[str, StoredKey] = field(default_factory=dict)
     commits: int = 0
     _hooks: list[CommitHook] = field(default_factory=list)
+    _after_hooks: list[CommitHook] = field(default_factory=list)
 
     @property
     def head(self) -> int:
@@ -82,6 +85,11 @@ class FakeStore:
     def before_next_commit(self, hook: CommitHook) -> None:
         """Run `hook` at the start of the next commit, between its loads and its writes."""
         self._hooks.append(hook)
+
+    def after_next_commit(self, hook: CommitHook) -> None:
+        """Run `hook` at the end of the next commit, once it has written: what it raises
+        is what the caller sees of a commit that landed (a lost answer, say)."""
+        self._after_hooks.append(hook)
 
     def state(self) -> dict[str, Any]:
         """Everything stored, as plain values: unchanged by a command that wrote nothing."""
@@ -106,6 +114,9 @@ class FakeStore:
 
     def _take_hook(self) -> CommitHook | None:
         return self._hooks.pop(0) if self._hooks else None
+
+    def _take_after_hook(self) -> CommitHook | None:
+        return self._after_hooks.pop(0) if self._after_hooks else None
 
 
 def _plain(aggregate: Aggregate) -> dict[str, Any]:
@@ -184,11 +195,20 @@ class FakeUnitOfWork(UnitOfWork):
         writes = [
             (table, aggregate) for repo, table in pairs for aggregate in self._changed(repo, table)
         ]
+        # The messages are SqlUnitOfWork's, which names the sku of the product it adds.
         self._check_unique(
-            [a for t, a in writes if t is store.products], store.products, "sku", "SKU_TAKEN"
+            [a for t, a in writes if t is store.products],
+            store.products,
+            "sku",
+            "SKU_TAKEN",
+            "a product with sku {} exists",
         )
         self._check_unique(
-            [a for t, a in writes if t is store.customers], store.customers, "email", "EMAIL_TAKEN"
+            [a for t, a in writes if t is store.customers],
+            store.customers,
+            "email",
+            "EMAIL_TAKEN",
+            "a customer with this email exists",
         )
         for table, aggregate in writes:
             table[aggregate.id] = _copy(aggregate)
@@ -221,6 +241,9 @@ class FakeUnitOfWork(UnitOfWork):
         for tracked in self.repositories():
             for aggregate in tracked.seen.values():
                 aggregate.pending.clear()
+        after = store._take_after_hook()
+        if after is not None:
+            await after()
         return position
 
     @staticmethod
@@ -241,7 +264,7 @@ class FakeUnitOfWork(UnitOfWork):
 
     @staticmethod
     def _check_unique(
-        saving: list[Aggregate], table: dict[str, Any], attribute: str, code: str
+        saving: list[Aggregate], table: dict[str, Any], attribute: str, code: str, message: str
     ) -> None:
         claimed: dict[Any, str] = {}
         for aggregate in saving:
@@ -254,10 +277,7 @@ class FakeUnitOfWork(UnitOfWork):
                 if key != aggregate.id and getattr(stored, attribute) == value
             ]
             if others or claimed.get(value, aggregate.id) != aggregate.id:
-                kind = "product" if attribute == "sku" else "customer"
-                raise AlreadyExists(
-                    f"a {kind} with this {attribute} exists", field=attribute, code=code
-                )
+                raise AlreadyExists(message.format(value), field=attribute, code=code)
             claimed[value] = aggregate.id
 
     async def rollback(self) -> None:

@@ -1,4 +1,5 @@
-"""The command service: idempotency keys, retries after lost races, and request hashes."""
+"""The command service: idempotency keys, retries after lost races and lost connections,
+and request hashes."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from datetime import timedelta
 import pytest
 
 from domain import commands as c
-from domain.errors import ConcurrencyConflict, NotFound
+from domain.errors import AlreadyExists, ConcurrencyConflict, NotFound
 from domain.stock import InsufficientStock
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
 from writemodel.service import CommandService, IdempotencyKeyReused, request_hash
+from writemodel.unit_of_work import CommitOutcomeUnknown, ConnectionLost
 
 TTL = timedelta(hours=24)
 
@@ -292,6 +294,103 @@ async def test_a_create_that_loses_the_race_for_its_key_replays_the_winner(
 
     assert outcome.replayed is True
     assert len(store.products) == 1
+
+
+async def test_a_taken_sku_refused_at_commit_does_not_use_up_its_key(
+    service: CommandService, store: FakeStore, product_id: str
+) -> None:
+    taken = c.CreateProduct(sku="a", name="Again", price=1, currency="EUR")
+
+    with pytest.raises(AlreadyExists) as caught:
+        await service.execute(taken, idempotency_key="k1")
+
+    assert (caught.value.code, caught.value.field) == ("SKU_TAKEN", "sku")
+    assert "k1" not in store.idempotency_keys
+    assert len(store.products) == 1
+
+
+# --- retries after a lost connection ---
+
+
+async def lose_the_connection() -> None:
+    raise ConnectionLost("server closed the connection unexpectedly")
+
+
+async def lose_the_answer_to_commit() -> None:
+    raise CommitOutcomeUnknown("connection was closed in the middle of operation")
+
+
+def quantities_received(store: FakeStore) -> list[int]:
+    return [e.payload["quantity"] for e in store.outbox if e.event_type == "StockReceived"]
+
+
+async def test_a_command_whose_connection_broke_before_commit_runs_again(
+    service: CommandService, store: FakeStore, product_id: str
+) -> None:
+    store.before_next_commit(lose_the_connection)
+
+    outcome = await service.execute(receive(product_id, quantity=5, expected_version=1))
+
+    assert outcome.snapshot["stock"]["on_hand"] == 15
+    assert quantities_received(store) == [10, 5]
+
+
+async def test_a_command_that_keeps_losing_its_connection_gives_up(
+    service: CommandService, store: FakeStore, product_id: str
+) -> None:
+    attempts = 0
+
+    async def lose_it_again() -> None:
+        nonlocal attempts
+        attempts += 1
+        store.before_next_commit(lose_it_again)
+        await lose_the_connection()
+
+    store.before_next_commit(lose_it_again)
+    state = store.state()
+
+    with pytest.raises(ConnectionLost):
+        await service.execute(receive(product_id))
+
+    assert attempts == 1 + CommandService.max_reconnects
+    assert store.state() == state
+
+
+async def test_a_commit_whose_answer_was_lost_is_not_run_again_without_a_key(
+    service: CommandService, store: FakeStore, product_id: str
+) -> None:
+    store.after_next_commit(lose_the_answer_to_commit)
+
+    with pytest.raises(CommitOutcomeUnknown):
+        await service.execute(receive(product_id, quantity=5))
+
+    # It did commit: running it again would have received the delivery twice.
+    assert store.stocks[product_id].on_hand == 15
+    assert quantities_received(store) == [10, 5]
+
+
+async def test_a_commit_whose_answer_was_lost_is_answered_by_its_idempotency_key(
+    service: CommandService, store: FakeStore, product_id: str
+) -> None:
+    store.after_next_commit(lose_the_answer_to_commit)
+
+    outcome = await service.execute(receive(product_id, quantity=5), idempotency_key="k1")
+
+    assert outcome.replayed is True  # the key held the first attempt's result
+    assert outcome.snapshot["stock"]["on_hand"] == 15
+    assert quantities_received(store) == [10, 5]
+
+
+async def test_a_commit_that_was_lost_with_its_answer_applies_by_its_idempotency_key(
+    service: CommandService, store: FakeStore, product_id: str
+) -> None:
+    store.before_next_commit(lose_the_answer_to_commit)
+
+    outcome = await service.execute(receive(product_id, quantity=5), idempotency_key="k1")
+
+    assert outcome.replayed is False  # the key held nothing: the second attempt applied
+    assert outcome.snapshot["stock"]["on_hand"] == 15
+    assert quantities_received(store) == [10, 5]
 
 
 # --- request hashes ---

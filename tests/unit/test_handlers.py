@@ -175,6 +175,7 @@ async def test_creating_a_product_with_a_taken_sku_is_refused_whatever_its_case(
 
     assert isinstance(error, AlreadyExists)
     assert (error.code, error.field) == ("SKU_TAKEN", "sku")
+    assert error.message == "a product with sku ABC-1 exists"
 
 
 @pytest.mark.parametrize(
