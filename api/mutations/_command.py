@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 
 import strawberry
+from graphql import GraphQLError
 
 from api.context import Context
 from api.errors import Error, to_error
 from domain.commands import Command
 from domain.errors import DomainError, InvalidInput
 from writemodel.service import CommandOutcome
+from writemodel.unit_of_work import CommitOutcomeUnknown, ConnectionLost
 
 __all__ = ["MAX_KEY_LENGTH", "execute"]
 
@@ -35,5 +37,18 @@ async def execute(
         )
     except DomainError as error:
         return to_error(error)
+    except ConnectionLost:
+        # Retried by the command service already; nothing was written.
+        raise GraphQLError(
+            "the write database could not be reached; nothing was written, try again",
+            extensions={"code": "WRITE_DATABASE_UNAVAILABLE"},
+        ) from None
+    except CommitOutcomeUnknown:
+        raise GraphQLError(
+            "the connection to the write database broke while this change was being "
+            "committed: it may or may not have been applied. Send it with an "
+            "idempotencyKey to be able to retry safely",
+            extensions={"code": "COMMIT_OUTCOME_UNKNOWN"},
+        ) from None
     context.app.committed()
     return outcome

@@ -17,6 +17,7 @@ from api.schema import LIMITS, build_schema
 from api.settings import Settings
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
 from writemodel.service import CommandService
+from writemodel.unit_of_work import CommitOutcomeUnknown, ConnectionLost
 
 
 class FakeApp:
@@ -37,6 +38,14 @@ class FakeApp:
 class ExplodingCommands:
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals: postgres://admin:hunter2@db")
+
+
+class FailingCommands:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
 
 
 SCHEMA = build_schema()
@@ -539,3 +548,34 @@ async def create_product_result(
     app: FakeApp, schema: strawberry.Schema = SCHEMA
 ) -> ExecutionResult:
     return await run(CREATE_PRODUCT, app, {"input": product_input()}, schema=schema)
+
+
+@pytest.mark.parametrize(
+    ("lost", "code", "says"),
+    [
+        (
+            ConnectionLost("server closed the connection"),
+            "WRITE_DATABASE_UNAVAILABLE",
+            "nothing was written",
+        ),
+        (
+            CommitOutcomeUnknown("server closed the connection"),
+            "COMMIT_OUTCOME_UNKNOWN",
+            "idempotencyKey",
+        ),
+    ],
+)
+async def test_a_write_database_that_went_away_is_a_coded_error_not_an_internal_one(
+    app: FakeApp, lost: Exception, code: str, says: str
+) -> None:
+    app.commands = FailingCommands(lost)
+
+    result = await run(CREATE_PRODUCT, app, {"input": product_input()})
+
+    assert result.data is None
+    assert result.errors is not None
+    [error] = result.errors
+    assert error.extensions == {"code": code}
+    assert says in error.message
+    assert "server closed" not in error.message  # the driver's words stay on the server
+    assert app.committed_calls == 0
