@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     databases = tuple(d.strip() for d in args.databases.split(",") if d.strip())
     if not databases or not set(databases) <= {"postgres", "sqlite"}:
         parser.error("--databases takes postgres, sqlite or both")
+    # A plain `kill` stops the run as Ctrl-C does: through the cleanup that stops
+    # the child processes and PostgreSQL and deletes the run's indexes.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     report = asyncio.run(run(SIZES[args.size], only, databases))
     path = report.write(args.output)
     print("\n" + report.table())
