@@ -53,6 +53,7 @@ class Bicameral:
             index_prefix=settings.index_prefix,
             batch_size=settings.feed_batch_size,
             poll_interval=settings.feed_poll_interval,
+            linger=settings.feed_linger,
             lease=timedelta(seconds=settings.feed_lease_seconds),
             # Other processes' change hubs hear of each cycle in its checkpoints' commit.
             notify_channel=APPLIED_CHANNEL if is_postgres(self.engine) else None,

@@ -42,6 +42,8 @@ class Settings:
     feed_batch_size: int = 500
     # Seconds the worker sleeps between polls when nothing wakes it.
     feed_poll_interval: float = 1.0
+    # Seconds the worker waits after a small batch, so the next gathers a few commits.
+    feed_linger: float = 0.02
     # Seconds a worker's lease on a read model lasts unless renewed; another takes over after.
     feed_lease_seconds: float = 15.0
     # Longest a query waits for its consistencyToken before answering stale (seconds).
@@ -68,6 +70,7 @@ class Settings:
             ("feed_batch_size", self.feed_batch_size >= 1, "at least 1"),
             ("subscriber_queue_size", self.subscriber_queue_size >= 1, "at least 1"),
             ("feed_poll_interval", 0 < self.feed_poll_interval < math.inf, "above 0"),
+            ("feed_linger", 0 <= self.feed_linger < math.inf, "0 or more"),
             ("feed_lease_seconds", 0 < self.feed_lease_seconds < math.inf, "above 0"),
             ("consistency_timeout", 0 <= self.consistency_timeout < math.inf, "0 or more"),
             ("idempotency_ttl_hours", 0 < self.idempotency_ttl_hours < math.inf, "above 0"),

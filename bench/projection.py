@@ -106,7 +106,9 @@ async def _system_round(
             await app.checkpoints.reset(projection.name, 0, datetime.now(UTC))
         spent: dict[str, float] = {}
         worker = app.worker
-        worker.writer.write = _timed(spent, "elasticsearch bulk + refresh", worker.writer.write)
+        worker.writer.write_all = _timed(
+            spent, "elasticsearch bulk + refresh", worker.writer.write_all
+        )
         for projection in worker.projections:
             projection.project = _timed(spent, "projections (SQL)", projection.project)
         began = time.perf_counter()
