@@ -43,7 +43,7 @@ class Settings:
     # Seconds the worker sleeps between polls when nothing wakes it.
     feed_poll_interval: float = 1.0
     # Seconds the worker waits after a small batch, so the next gathers a few commits.
-    feed_linger: float = 0.02
+    feed_linger: float = 0.1
     # Seconds a worker's lease on a read model lasts unless renewed; another takes over after.
     feed_lease_seconds: float = 15.0
     # Longest a query waits for its consistencyToken before answering stale (seconds).

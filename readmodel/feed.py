@@ -15,7 +15,10 @@ What a cycle costs is mostly fixed (round trips and a refresh), so the
 worker lets batches grow with the load: a lease is renewed only once half of
 it is spent; after a full batch the next read is larger (up to
 `catch_up_factor` times the batch size) so a backlog is refreshed fewer
-times; and after a small batch the worker lingers a moment before the next
+times, and it is read and projected while the full one is being written (the
+write database and Elasticsearch work at once; nothing is advanced out of
+order, since checkpoints still move only after each batch's bulk); and after
+a small batch the worker lingers a moment before the next
 cycle so that a steady trickle of commits arrives a few at a time rather than
 one cycle per commit.
 """
@@ -71,6 +74,21 @@ class ProjectionLag:
 Listener = Callable[[Applied], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch read and projected, not yet written."""
+
+    # Where each held projection stood when it was read.
+    positions: dict[str, int]
+    # How many events were asked for: as many came back means a backlog.
+    size: int
+    batch: list[StoredEvent]
+    # The projections the batch takes further, with their events and writes.
+    behind: list[Projection]
+    taken: dict[str, list[StoredEvent]]
+    writes: list[Write]
+
+
 class FeedWorker:
     def __init__(
         self,
@@ -86,7 +104,7 @@ class FeedWorker:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         notify_channel: str | None = None,
         catch_up_factor: int = 4,
-        linger: float = 0.02,
+        linger: float = 0.1,
     ) -> None:
         self.engine = engine
         self.projections = projections
@@ -111,6 +129,8 @@ class FeedWorker:
         self._held: dict[str, datetime] = {}
         self._read_size = batch_size
         self._running = False
+        # The next batch, read and projected while the current one is written.
+        self._prefetch: asyncio.Task[_Prepared | None] | None = None
         self._rows_ready = False  # the checkpoints' rows exist
 
     @property
@@ -155,6 +175,7 @@ class FeedWorker:
 
     async def release_leases(self) -> None:
         """Give up every lease this worker holds, so another can take over at once."""
+        await self._discard_prefetch()
         self._held.clear()
         try:
             await self.checkpoints.release([p.name for p in self.projections], self.owner)
@@ -182,23 +203,72 @@ class FeedWorker:
             self._indexes_ready = True
         held = [p for p in self.projections if p.name in await self._hold_leases()]
         if not held:
+            await self._discard_prefetch()
             return 0
-        positions = {c.name: c.position for c in await self.checkpoints.all()}
-        start = min(positions.get(p.name, 0) for p in held)
+        checkpoints = {c.name: c.position for c in await self.checkpoints.all()}
+        positions = {p.name: checkpoints.get(p.name, 0) for p in held}
+        prepared = await self._prefetched(positions)
+        if prepared is None:
+            prepared = await self._prepare(held, positions, self._read_size)
+        if prepared is None:
+            self._read_size = self.batch_size
+            return 0
+        batch, end = prepared.batch, prepared.batch[-1].position
+        # A full batch means a backlog: read more at once, so it is refreshed less
+        # often, and read (and project) the next batch while this one is written.
+        full = len(batch) == prepared.size
+        self._read_size = (
+            min(prepared.size * 2, self.batch_size * self.catch_up_factor)
+            if full
+            else self.batch_size
+        )
+        if full:
+            after = {name: max(position, end) for name, position in positions.items()}
+            self._prefetch = asyncio.create_task(self._prepare(held, after, self._read_size))
+        try:
+            await self.writer.write_all(prepared.writes)
+            moved = await self.checkpoints.advance(
+                [p.name for p in prepared.behind],
+                self.owner,
+                end,
+                self.clock(),
+                notify=self.notify_channel,
+            )
+        except BaseException:
+            await self._discard_prefetch()
+            raise
+        for projection in prepared.behind:
+            if projection.name not in moved:
+                self._held.pop(projection.name, None)
+                log.warning(
+                    "lost the lease of %s before advancing; another worker goes on",
+                    projection.name,
+                )
+        for projection in prepared.behind:
+            if projection.name in moved:
+                applied = Applied(projection.name, prepared.taken[projection.name], end)
+                for listener in self.listeners:
+                    await listener(applied)
+        return len(batch)
+
+    async def _prepare(
+        self, held: list[Projection], positions: dict[str, int], size: int
+    ) -> _Prepared | None:
+        """Read the events after the lowest of `positions` and build what each
+        projection in `held` makes of those past its own; None when there are none."""
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(sqlite_readonly=True)
-            batch = await outbox.read_after(conn, start, self._read_size, payload=False)
+            batch = await outbox.read_after(conn, min(positions.values()), size, payload=False)
             if not batch:
-                self._read_size = self.batch_size
-                return 0
+                return None
             end = batch[-1].position
             # Each projection takes the events past its own checkpoint: after a reset
             # of one of them (a replay) the others skip what they have applied.
-            behind = [p for p in held if positions.get(p.name, 0) < end]
+            behind = [p for p in held if positions[p.name] < end]
             taken: dict[str, list[StoredEvent]] = {}
             writes: list[Write] = []
             for projection in behind:
-                since = positions.get(projection.name, 0)
+                since = positions[projection.name]
                 taken[projection.name] = [
                     e for e in batch if e.position > since and e.aggregate_type in projection.takes
                 ]
@@ -210,35 +280,33 @@ class FeedWorker:
                                 projection.index.alias(self.index_prefix),
                                 actions,
                                 # And to the index a rebuild is building, if one is
-                                # (readmodel/rebuild.py): looked up after the events
-                                # were read, which the rebuild relies on.
+                                # (readmodel/rebuild.py): looked up when written, after
+                                # the events were read, which the rebuild relies on.
                                 also=(projection.index.next_alias(self.index_prefix),),
                             )
                         )
-        await self.writer.write_all(writes)
-        moved = await self.checkpoints.advance(
-            [p.name for p in behind], self.owner, end, self.clock(), notify=self.notify_channel
-        )
-        for projection in behind:
-            if projection.name not in moved:
-                self._held.pop(projection.name, None)
-                log.warning(
-                    "lost the lease of %s before advancing; another worker goes on",
-                    projection.name,
-                )
-        # A full batch means a backlog: read more at once, and refresh less often.
-        full = len(batch) == self._read_size
-        self._read_size = (
-            min(self._read_size * 2, self.batch_size * self.catch_up_factor)
-            if full
-            else self.batch_size
-        )
-        for projection in behind:
-            if projection.name in moved:
-                applied = Applied(projection.name, taken[projection.name], end)
-                for listener in self.listeners:
-                    await listener(applied)
-        return len(batch)
+        return _Prepared(dict(positions), size, batch, behind, taken, writes)
+
+    async def _prefetched(self, positions: dict[str, int]) -> _Prepared | None:
+        """The batch read ahead during the last cycle, if it was read from where the
+        held projections now stand (a lost lease or a reset meanwhile voids it)."""
+        task, self._prefetch = self._prefetch, None
+        if task is None:
+            return None
+        try:
+            prepared = await task
+        except Exception:
+            log.warning("reading ahead failed; reading again", exc_info=True)
+            return None
+        if prepared is None or prepared.positions != positions:
+            return None
+        return prepared
+
+    async def _discard_prefetch(self) -> None:
+        task, self._prefetch = self._prefetch, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _hold_leases(self) -> set[str]:
         """The projections whose lease this worker holds, renewing them once half spent."""

@@ -347,3 +347,31 @@ async def test_a_lease_is_renewed_once_half_of_it_is_spent_not_on_every_cycle(
     clock[0] += timedelta(seconds=2)  # 4 s left: renewed
     await worker.run_once()
     assert (await app.checkpoints.get("products")).lease_until == clock[0] + timedelta(seconds=10)
+
+
+async def test_a_batch_read_ahead_is_dropped_when_a_checkpoint_moved_meanwhile(
+    app: Bicameral,
+) -> None:
+    for i in range(12):
+        await _product(app, f"AHEAD-{i}")  # one event each
+    async with app.engine.connect() as conn:
+        positions = [e.position for e in await outbox.read_after(conn, 0, 100)]
+    worker = FeedWorker(
+        app.engine,
+        app.search,
+        default_projections(),
+        index_prefix=app.settings.index_prefix,
+        batch_size=4,
+    )
+    assert await worker.run_once() == 4  # a full batch: the next 8 are read meanwhile
+
+    # A replay of one read model resets its checkpoint while the next batch was read
+    # from where all three stood; that batch would skip the products from 1 to 4.
+    await app.checkpoints.reset("products", 0, datetime.now(UTC))
+    assert await worker.run_once() == 8
+
+    assert {(await app.checkpoints.get(n)).position for n in ("products", "orders")} == {
+        positions[7]
+    }
+    await worker.run_until_caught_up()
+    assert len(await _documents(app, "products")) == 12
