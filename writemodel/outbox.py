@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
@@ -34,10 +34,14 @@ _APPEND_LOCK_KEY = 0x0B1CA3E1
 NOTIFY_CHANNEL = "bicameral_outbox"
 
 # The append's statements, built once so SQLAlchemy's compiled cache serves them.
-_TAKE_APPEND_LOCK = select(func.pg_advisory_xact_lock(_APPEND_LOCK_KEY))
+# PostgreSQL: the lock, and the NOTIFY that wakes the feed, in one round trip. A
+# NOTIFY is delivered at commit (never for a rollback) whenever it was sent; it
+# is a wake-up, not the data, so it carries no payload.
+_TAKE_APPEND_LOCK = select(
+    func.pg_advisory_xact_lock(_APPEND_LOCK_KEY), func.pg_notify(NOTIFY_CHANNEL, "")
+)
 _APPEND = insert(events).returning(events.c.position)
 _APPEND_IN_ORDER = insert(events).returning(events.c.position, sort_by_parameter_order=True)
-_NOTIFY = text("SELECT pg_notify(:channel, :pos)")
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,6 @@ async def append(
     # neither, so the last position is the largest, not the last row.
     result = await conn.execute(_APPEND_IN_ORDER if postgres else _APPEND, rows)
     last: int = max(result.scalars())
-    if postgres:
-        # Delivered at commit, never for a rollback; a wake-up, not the data.
-        await conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "pos": str(last)})
     return last
 
 
