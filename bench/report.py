@@ -25,7 +25,15 @@ from typing import Any, Literal
 
 from bench.stats import ratio
 
-__all__ = ["Figure", "Report", "Target", "machine", "package_versions", "render_table"]
+__all__ = [
+    "Figure",
+    "Report",
+    "Target",
+    "machine",
+    "package_versions",
+    "render_comparison",
+    "render_table",
+]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -282,9 +290,39 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def render_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """A Markdown table of the ratios of two runs, figure by figure (path, measure, db)."""
+    earlier = {(f["path"], f["measure"], f["database"]): f for f in before}
+    header = ["#", "measure", "db", "before", "after", "target", "ok after"]
+    rows = [header, ["---"] * len(header)]
+    for f in after:
+        old = earlier.get((f["path"], f["measure"], f["database"]))
+        ok = {True: "yes", False: "**no**", None: "-"}[f["meets_target"]]
+        rows.append(
+            [
+                f["path"],
+                f["measure"],
+                f["database"],
+                "-" if old is None else _number(old["ratio"]),
+                _number(f["ratio"]),
+                f["target"] or "-",
+                ok,
+            ]
+        )
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.report [bench/results/latest.json]`: the table of a results file."""
+    """`python -m bench.report [FILE]`: the table of a results file (default
+    bench/results/latest.json); `--compare BEFORE AFTER`: two runs' ratios side by side."""
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--compare"]:
+        if len(args) != 3:
+            print("usage: python -m bench.report --compare BEFORE.json AFTER.json", file=sys.stderr)
+            return 2
+        before, after = (json.loads(Path(a).read_text(encoding="utf-8")) for a in args[1:])
+        print(render_comparison(before["figures"], after["figures"]))
+        return 0
     path = Path(args[0]) if args else RESULTS / "latest.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     print(render_table(data["figures"], data.get("memory_peak_mib", {})))
