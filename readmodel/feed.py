@@ -12,15 +12,17 @@ LISTEN/NOTIFY on PostgreSQL) and polls anyway, so a lost wake-up costs
 latency, never data.
 
 What a cycle costs is mostly fixed (round trips and a refresh), so the
-worker lets batches grow with the load: a lease is renewed only once half of
-it is spent; after a full batch the next read is larger (up to
-`catch_up_factor` times the batch size) so a backlog is refreshed fewer
-times, and it is read and projected while the full one is being written (the
-write database and Elasticsearch work at once; nothing is advanced out of
-order, since checkpoints still move only after each batch's bulk); and after
-a small batch the worker lingers a moment before the next
-cycle so that a steady trickle of commits arrives a few at a time rather than
-one cycle per commit.
+worker lets batches grow with the load:
+- a lease is renewed only once half of it is spent;
+- after a full batch the next read is larger (up to `catch_up_factor` times
+  the batch size), so a backlog is refreshed fewer times, and it is read and
+  projected while the full one is being written: the write database and
+  Elasticsearch work at once, and nothing advances out of order, since
+  checkpoints still move only after each batch's bulk;
+- after a small batch the worker lingers (`linger` seconds) before the next
+  cycle, so that a steady stream of commits is applied many at a time rather
+  than one cycle per commit. A commit that finds the worker idle wakes it at
+  once.
 """
 
 from __future__ import annotations
