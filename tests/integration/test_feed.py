@@ -35,6 +35,17 @@ async def _documents(app: Bicameral, name: str) -> dict[str, dict[str, Any]]:
     return {h["_id"]: {"_version": h["_version"], **h["_source"]} for h in found["hits"]["hits"]}
 
 
+def _worker(app: Bicameral, **options: Any) -> FeedWorker:
+    """Another worker over the app's databases, with `options` for FeedWorker."""
+    return FeedWorker(
+        app.engine,
+        app.search,
+        default_projections(),
+        index_prefix=app.settings.index_prefix,
+        **options,
+    )
+
+
 async def _head(app: Bicameral) -> int:
     async with app.engine.connect() as conn:
         return (await outbox.head(conn))[0]
@@ -215,15 +226,7 @@ async def test_a_second_worker_takes_over_a_projection_once_the_owners_lease_exp
     clock = [datetime.now(UTC)]
 
     def worker(name: str) -> FeedWorker:
-        return FeedWorker(
-            app.engine,
-            app.search,
-            default_projections(),
-            index_prefix=app.settings.index_prefix,
-            lease=timedelta(seconds=5),
-            owner=name,
-            clock=lambda: clock[0],
-        )
+        return _worker(app, lease=timedelta(seconds=5), owner=name, clock=lambda: clock[0])
 
     first, second = worker("first"), worker("second")
     assert await first.run_once() > 0
@@ -305,14 +308,7 @@ async def test_a_backlog_is_read_in_growing_batches_up_to_the_catch_up_limit(
 ) -> None:
     for i in range(66):
         await _product(app, f"GROW-{i}")  # one event each
-    worker = FeedWorker(
-        app.engine,
-        app.search,
-        default_projections(),
-        index_prefix=app.settings.index_prefix,
-        batch_size=4,
-        catch_up_factor=4,
-    )
+    worker = _worker(app, batch_size=4, catch_up_factor=4)
 
     read = [await worker.run_once() for _ in range(7)]
 
@@ -326,15 +322,7 @@ async def test_a_lease_is_renewed_once_half_of_it_is_spent_not_on_every_cycle(
     app: Bicameral,
 ) -> None:
     clock = [datetime.now(UTC)]
-    worker = FeedWorker(
-        app.engine,
-        app.search,
-        default_projections(),
-        index_prefix=app.settings.index_prefix,
-        lease=timedelta(seconds=10),
-        owner="renewer",
-        clock=lambda: clock[0],
-    )
+    worker = _worker(app, lease=timedelta(seconds=10), owner="renewer", clock=lambda: clock[0])
     await worker.run_once()
     taken = (await app.checkpoints.get("products")).lease_until
     assert taken == clock[0] + timedelta(seconds=10)
@@ -356,13 +344,7 @@ async def test_a_batch_read_ahead_is_dropped_when_a_checkpoint_moved_meanwhile(
         await _product(app, f"AHEAD-{i}")  # one event each
     async with app.engine.connect() as conn:
         positions = [e.position for e in await outbox.read_after(conn, 0, 100)]
-    worker = FeedWorker(
-        app.engine,
-        app.search,
-        default_projections(),
-        index_prefix=app.settings.index_prefix,
-        batch_size=4,
-    )
+    worker = _worker(app, batch_size=4)
     assert await worker.run_once() == 4  # a full batch: the next 8 are read meanwhile
 
     # A replay of one read model resets its checkpoint while the next batch was read
