@@ -50,7 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     # A plain `kill` stops the run as Ctrl-C does: through the cleanup that stops
     # the child processes and PostgreSQL and deletes the run's indexes.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    report = asyncio.run(run(SIZES[args.size], only, databases))
+    try:
+        report = asyncio.run(run(SIZES[args.size], only, databases))
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the run's PostgreSQL and child processes were stopped and its "
+            "indexes deleted; no results written",
+            file=sys.stderr,
+        )
+        return 130
     path = report.write(args.output)
     print("\n" + report.table())
     print(f"\nwrote {path}")
