@@ -82,6 +82,12 @@ class Checkpoints:
                 for r in rows
             ]
 
+    async def reached(self, names: Sequence[str]) -> int:
+        """The position every one of `names` has applied and made searchable (one query;
+        0 for a projection that has no checkpoint yet, or for no names)."""
+        positions = {c.name: c.position for c in await self.all()}
+        return min((positions.get(name, 0) for name in names), default=0)
+
     async def hold(
         self, names: Sequence[str], owner: str, now: datetime, lease: timedelta
     ) -> set[str]:

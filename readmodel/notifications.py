@@ -97,7 +97,7 @@ class ChangeHub:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.frontier = await self._reached()
+        self.frontier = await self.checkpoints.reached(self.projections)
         self._task = asyncio.create_task(self._run(), name="change-hub")
 
     async def stop(self) -> None:
@@ -110,10 +110,6 @@ class ChangeHub:
     def poke(self, *_: object) -> None:
         """The read side may have moved: look now rather than at the next poll."""
         self._poke.set()
-
-    async def _reached(self) -> int:
-        positions = {c.name: c.position for c in await self.checkpoints.all()}
-        return min((positions.get(name, 0) for name in self.projections), default=0)
 
     async def _run(self) -> None:
         while True:
@@ -130,7 +126,7 @@ class ChangeHub:
 
     async def pump(self) -> None:
         """Dispatch every change up to the read side's position."""
-        target = await self._reached()
+        target = await self.checkpoints.reached(self.projections)
         while self.frontier < target:
             changes, last = await self.read(self.frontier, target)
             # From here to the frontier's update, no await: see the module's docstring.

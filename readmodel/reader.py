@@ -140,8 +140,7 @@ class Reader:
 
     async def reached(self, names: list[str]) -> int:
         """The position every one of these projections has applied and made searchable."""
-        positions = [(await self.checkpoints.get(name)).position for name in names]
-        return min(positions) if positions else 0
+        return await self.checkpoints.reached(names)
 
     async def wait_for(self, position: int, names: list[str], timeout: float) -> Staleness | None:
         """Wait until the projections reach `position`; None when they did, else how far off."""
