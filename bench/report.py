@@ -198,10 +198,8 @@ class Report:
 
 def render_table(figures: list[dict[str, Any]], memory: dict[str, float]) -> str:
     """The Markdown table of figures (as `Figure.as_dict` gives them) and peak memory."""
-    header = ["#", "measure", "db", "system", "baseline", "ratio", "target", "ok"]
-    rows = [header, ["---"] * len(header)]
+    rows = [["#", "measure", "db", "system", "baseline", "ratio", "target", "ok"]]
     for f in figures:
-        ok = {True: "yes", False: "**no**", None: "-"}[f["meets_target"]]
         rows.append(
             [
                 f["path"],
@@ -211,10 +209,10 @@ def render_table(figures: list[dict[str, Any]], memory: dict[str, float]) -> str
                 f"{_number(f['baseline'])} {f['unit']}",
                 _number(f["ratio"]),
                 f["target"] or "-",
-                ok,
+                _ok(f),
             ]
         )
-    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    lines = _markdown(rows)
     if memory:
         lines += ["", "| process | peak RSS (VmHWM) |", "| --- | --- |"]
         lines += [f"| {name} | {mib:,.0f} MiB |" for name, mib in memory.items()]
@@ -293,11 +291,9 @@ def package_versions() -> dict[str, str]:
 def render_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
     """A Markdown table of the ratios of two runs, figure by figure (path, measure, db)."""
     earlier = {(f["path"], f["measure"], f["database"]): f for f in before}
-    header = ["#", "measure", "db", "before", "after", "target", "ok after"]
-    rows = [header, ["---"] * len(header)]
+    rows = [["#", "measure", "db", "before", "after", "target", "ok after"]]
     for f in after:
         old = earlier.get((f["path"], f["measure"], f["database"]))
-        ok = {True: "yes", False: "**no**", None: "-"}[f["meets_target"]]
         rows.append(
             [
                 f["path"],
@@ -306,10 +302,20 @@ def render_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]])
                 "-" if old is None else _number(old["ratio"]),
                 _number(f["ratio"]),
                 f["target"] or "-",
-                ok,
+                _ok(f),
             ]
         )
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    return "\n".join(_markdown(rows))
+
+
+def _ok(figure: dict[str, Any]) -> str:
+    return {True: "yes", False: "**no**", None: "-"}[figure["meets_target"]]
+
+
+def _markdown(rows: list[list[str]]) -> list[str]:
+    """Table lines: the first row is the header, a rule follows it."""
+    rows = [rows[0], ["---"] * len(rows[0]), *rows[1:]]
+    return ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
