@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from domain.errors import ConcurrencyConflict
 from domain.events import Event
+from domain.rules import VersionMustFit
 
 __all__ = ["Aggregate"]
 
@@ -18,6 +19,7 @@ class Aggregate:
     pending: list[tuple[int, Event]] = field(default_factory=list, repr=False, kw_only=True)
 
     def record(self, event: Event) -> None:
+        VersionMustFit.check(self.version + 1)
         self.version += 1
         self.pending.append((self.version, event))
 

@@ -16,8 +16,10 @@ from domain.events import OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
 from domain.rules import (
     OrderLinesMustShareCurrency,
     OrderMustHaveLines,
+    OrderTotalMustFit,
     PriceMustBePositive,
     QuantityMustBePositive,
+    TextMustFit,
 )
 
 __all__ = ["IllegalStatusTransition", "Order", "OrderLine", "OrderStatus"]
@@ -85,6 +87,7 @@ class Order(Aggregate):
         for i, line in enumerate(lines):
             QuantityMustBePositive.check(line.quantity, f"lines.{i}.quantity")
             PriceMustBePositive.check(line.unit_price, f"lines.{i}.unitPrice")
+        OrderTotalMustFit.check(sum(line.amount for line in lines))
         order = cls(
             id,
             customer_id=customer_id,
@@ -122,9 +125,10 @@ class Order(Aggregate):
         self.record(OrderShipped(self.id))
 
     def cancel(self, now: datetime, reason: str = "") -> None:
+        reason = TextMustFit.check(reason, "reason", "reason", required=False)
         self._move_to(OrderStatus.CANCELLED)
         self.cancelled_at = now
-        self.record(OrderCancelled(self.id, reason=reason[:200]))
+        self.record(OrderCancelled(self.id, reason=reason))
 
     def _move_to(self, target: OrderStatus) -> None:
         if target not in _LEGAL[self.status]:

@@ -44,6 +44,15 @@ class DiscontinueWithItsOwnCommand(RuleBroken):
     code = "DISCONTINUE_WITH_ITS_OWN_COMMAND"
 
 
+def _description(value: str) -> str:
+    # The one multi-line field: tab and line breaks are kept.
+    return TextMustFit.check(value, "description", "description", required=False, multiline=True)
+
+
+def _category(value: str) -> str:
+    return TextMustFit.check(value, "category", "category", required=False, lower=True)
+
+
 @dataclass(eq=False)
 class Product(Aggregate):
     sku: str = ""
@@ -77,10 +86,8 @@ class Product(Aggregate):
             id,
             sku=SkuMustBeWellFormed.check(sku),
             name=TextMustFit.check(name, "name", "name"),
-            description=TextMustFit.check(
-                description, "description", "description", required=False
-            ),
-            category=TextMustFit.check(category, "category", "category", required=False).lower(),
+            description=_description(description),
+            category=_category(category),
             tags=TagsMustBeFew.check(tags or []),
             price=PriceMustBePositive.check(price),
             currency=CurrencyMustBeIsoCode.check(currency),
@@ -126,16 +133,8 @@ class Product(Aggregate):
             )
         # Validate everything first, so a refused update changes nothing at all.
         new_name = self.name if name is None else TextMustFit.check(name, "name", "name")
-        new_description = (
-            self.description
-            if description is None
-            else TextMustFit.check(description, "description", "description", required=False)
-        )
-        new_category = (
-            self.category
-            if category is None
-            else TextMustFit.check(category, "category", "category", required=False).lower()
-        )
+        new_description = self.description if description is None else _description(description)
+        new_category = self.category if category is None else _category(category)
         new_tags = self.tags if tags is None else TagsMustBeFew.check(tags)
         new_status = self.status if status is None else status
         after = (new_name, new_description, new_category, new_tags, new_status)

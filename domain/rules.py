@@ -8,40 +8,140 @@ catch one rule by name and a client gets the rule's code. (python-ddd's
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from domain.errors import InvalidInput, RuleBroken
 
 __all__ = [
+    "MAX_INT",
     "MAX_ORDER_LINES",
+    "MAX_ORDER_TOTAL",
+    "MAX_PRICE",
+    "MAX_QUANTITY",
+    "MAX_SAFE_INTEGER",
+    "MAX_STOCK",
     "MAX_TAGS",
     "MAX_TEXT",
+    "MAX_UNITS_SOLD",
+    "MAX_VERSION",
     "CurrencyMustBeIsoCode",
     "EmailMustBeWellFormed",
+    "IdMustBeWellFormed",
     "OrderLinesMustShareCurrency",
     "OrderMustHaveLines",
+    "OrderTotalMustFit",
     "PriceMustBePositive",
     "QuantityMustBePositive",
     "ReservedCannotExceedOnHand",
     "ReservedCannotGoNegative",
     "SkuMustBeWellFormed",
+    "StockCannotExceedLimit",
     "StockCannotGoNegative",
     "TagsMustBeFew",
+    "TextMustBeClean",
     "TextMustFit",
+    "UnitsSoldMustFit",
+    "VersionMustFit",
 ]
+
+# What the API can send back bounds what the domain accepts: nothing may be
+# committed whose answer cannot be sent. GraphQL's Int is 32-bit signed; the
+# API's Long (sums and counters that only grow) is a JSON number JavaScript
+# reads exactly, so within 2^53 - 1.
+MAX_INT = 2**31 - 1
+MAX_SAFE_INTEGER = 2**53 - 1
 
 MAX_ORDER_LINES = 100
 MAX_TAGS = 20
 MAX_QUANTITY = 1_000_000
-MAX_PRICE = 10**12
-MAX_TEXT = {"name": 200, "description": 5000, "category": 100, "tag": 50}
+# A price is an Int on the way in and out.
+MAX_PRICE = MAX_INT
+# An order's total, and so each line's amount, is an Int in the answer.
+MAX_ORDER_TOTAL = MAX_INT
+# On hand bounds reserved and available too; far below MAX_INT, so that no
+# stock figure is ever near the edge of its type.
+MAX_STOCK = 1_000_000_000
+# Grows with every shipment; the write database keeps it in 32 bits.
+MAX_UNITS_SOLD = MAX_INT
+# An aggregate's version is an Int in the API and 32 bits in the write database.
+MAX_VERSION = MAX_INT
+MAX_TEXT = {"name": 200, "description": 5000, "category": 100, "tag": 50, "reason": 200}
 
-_SKU = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,63}$")
-# Deliberately modest: one @, no spaces, a dot in the domain. Deliverability is not ours to judge.
-_EMAIL_CHAR = r"[^@\s<>()\[\],;:\"\\\x00-\x1f\x7f]"
-_EMAIL = re.compile(
-    rf"^(?!\.){_EMAIL_CHAR}{{1,64}}(?<!\.)@[^@\s.<>\x00-\x1f\x7f]+(\.[^@\s.<>\x00-\x1f\x7f]+)+$"
+
+def _ranges(*spans: tuple[int, int]) -> str:
+    return "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in spans)
+
+
+# What no text may hold: C0 and C1 control characters (Elasticsearch's
+# completion field reserves U+0000, U+001E and U+001F; PostgreSQL refuses
+# U+0000 outright), DEL, unpaired surrogates (a Python str can hold them,
+# UTF-8 cannot) and the Unicode noncharacters (U+FDD0-U+FDEF and the last two
+# code points of every plane). Multi-line fields allow tab, LF and CR.
+_NONCHARACTERS = [(0xFDD0, 0xFDEF)] + [
+    (plane + 0xFFFE, plane + 0xFFFF) for plane in range(0, 0x110000, 0x10000)
+]
+_ALWAYS = [(0x7F, 0x9F), (0xD800, 0xDFFF), *_NONCHARACTERS]
+_FORBIDDEN = {
+    False: re.compile(f"[{_ranges((0x00, 0x1F), *_ALWAYS)}]"),
+    True: re.compile(f"[{_ranges((0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), *_ALWAYS)}]"),
+}
+
+# Trimmed from both ends before the check: ordinary and Unicode spaces, tab and
+# line breaks (a pasted value's trailing newline), never a control character
+# that the check must see (Python counts U+001C-U+001F and U+0085 as spaces).
+_TRIM = "".join(
+    c for c in map(chr, range(0x3001)) if c.isspace() and not _FORBIDDEN[True].fullmatch(c)
 )
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,35}")
+_SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Deliberately modest: one @, no spaces, a dot in the domain. Deliverability is not ours to judge.
+_EMAIL_CHAR = r"[^@\s<>()\[\],;:\"\\]"
+_EMAIL = re.compile(rf"(?!\.){_EMAIL_CHAR}{{1,64}}(?<!\.)@[^@\s.<>]+(\.[^@\s.<>]+)+")
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+
+
+def _nfc(value: str) -> str:
+    return unicodedata.normalize("NFC", value)
+
+
+class TextMustBeClean(InvalidInput):
+    """Every string a command takes passes here first, before any other rule:
+    what comes out is NFC and holds no character that a store downstream
+    (PostgreSQL, Elasticsearch, a JSON encoder) would refuse or mangle."""
+
+    code = "TEXT_INVALID_CHARACTERS"
+
+    @classmethod
+    def check(cls, value: str, field: str, *, multiline: bool = False, trim: bool = True) -> str:
+        if trim:
+            value = value.strip(_TRIM)
+        bad = _FORBIDDEN[multiline].search(value)
+        if bad is not None:
+            raise cls(
+                f"{field} holds U+{ord(bad.group()):04X} at character {bad.start()}: control "
+                "characters, lone surrogates and noncharacters are not allowed in text"
+                + ("" if multiline else " (nor tabs or line breaks in this field)"),
+                field=field,
+            )
+        return _nfc(value)
+
+
+class IdMustBeWellFormed(InvalidInput):
+    """Ids are made by the write side (uuid4 strings); one that could not have
+    been made is refused here, before any lookup."""
+
+    code = "ID_MALFORMED"
+
+    @classmethod
+    def check(cls, value: str, field: str) -> str:
+        value = TextMustBeClean.check(value, field, trim=False)
+        if not _ID.fullmatch(value):
+            raise cls(
+                f"{field} is not an id: ids are 1-36 characters of A-Z, a-z, 0-9, '-' or '_'",
+                field=field,
+            )
+        return value
 
 
 class SkuMustBeWellFormed(InvalidInput):
@@ -49,14 +149,15 @@ class SkuMustBeWellFormed(InvalidInput):
 
     @classmethod
     def check(cls, sku: str, field: str = "sku") -> str:
-        sku = sku.strip().upper()
-        if not _SKU.match(sku):
+        # Matched before upper-casing: "ﬀ".upper() is "FF", and a sku is ASCII as sent.
+        sku = TextMustBeClean.check(sku, field)
+        if not _SKU.fullmatch(sku):
             raise cls(
                 "a sku is 1-64 characters of A-Z, 0-9, '.', '_' or '-', "
                 "starting with a letter or digit",
                 field=field,
             )
-        return sku
+        return sku.upper()
 
 
 class EmailMustBeWellFormed(InvalidInput):
@@ -64,8 +165,8 @@ class EmailMustBeWellFormed(InvalidInput):
 
     @classmethod
     def check(cls, email: str, field: str = "email") -> str:
-        email = email.strip().lower()
-        if len(email) > 254 or not _EMAIL.match(email):
+        email = _nfc(TextMustBeClean.check(email, field).lower())
+        if len(email) > 254 or not _EMAIL.fullmatch(email):
             raise cls(f"{email[:60]!r} is not an email address", field=field)
         return email
 
@@ -75,10 +176,10 @@ class CurrencyMustBeIsoCode(InvalidInput):
 
     @classmethod
     def check(cls, currency: str, field: str = "currency") -> str:
-        currency = currency.strip().upper()
-        if not _CURRENCY.match(currency):
+        currency = TextMustBeClean.check(currency, field)
+        if not _CURRENCY.fullmatch(currency):
             raise cls("a currency is a three-letter ISO 4217 code", field=field)
-        return currency
+        return currency.upper()
 
 
 class PriceMustBePositive(InvalidInput):
@@ -102,11 +203,26 @@ class QuantityMustBePositive(InvalidInput):
 
 
 class TextMustFit(InvalidInput):
+    """Free text: clean, trimmed, optionally lower-cased, then measured in code
+    points of its NFC form, which is what is stored."""
+
     code = "TEXT_OUT_OF_BOUNDS"
 
     @classmethod
-    def check(cls, value: str, kind: str, field: str, *, required: bool = True) -> str:
-        value = value.strip()
+    def check(
+        cls,
+        value: str,
+        kind: str,
+        field: str,
+        *,
+        required: bool = True,
+        multiline: bool = False,
+        lower: bool = False,
+    ) -> str:
+        value = TextMustBeClean.check(value, field, multiline=multiline)
+        if lower:
+            # Case mapping can leave a string that is no longer NFC.
+            value = _nfc(value.lower())
         if required and not value:
             raise cls(f"{field} must not be empty", field=field)
         limit = MAX_TEXT[kind]
@@ -120,7 +236,9 @@ class TagsMustBeFew(InvalidInput):
 
     @classmethod
     def check(cls, tags: list[str], field: str = "tags") -> list[str]:
-        cleaned = sorted({TextMustFit.check(t, "tag", field).lower() for t in tags})
+        cleaned = sorted(
+            {TextMustFit.check(t, "tag", f"{field}.{i}", lower=True) for i, t in enumerate(tags)}
+        )
         if len(cleaned) > MAX_TAGS:
             raise cls(f"a product has at most {MAX_TAGS} tags", field=field)
         return cleaned
@@ -169,3 +287,50 @@ class OrderLinesMustShareCurrency(RuleBroken):
     def check(cls, currencies: set[str], field: str = "lines") -> None:
         if len(currencies) != 1:
             raise cls("all products of an order must be priced in one currency", field=field)
+
+
+class OrderTotalMustFit(RuleBroken):
+    """An order's total is an Int in every answer about it: an order whose
+    total could not be sent back is not placed (quantities times today's
+    prices can exceed what any one of them can)."""
+
+    code = "ORDER_TOTAL_TOO_LARGE"
+
+    @classmethod
+    def check(cls, total: int, field: str = "lines") -> None:
+        if total > MAX_ORDER_TOTAL:
+            raise cls(
+                f"the order's total of {total} minor units exceeds {MAX_ORDER_TOTAL}; "
+                "split it into smaller orders",
+                field=field,
+            )
+
+
+class StockCannotExceedLimit(RuleBroken):
+    code = "STOCK_LIMIT_EXCEEDED"
+
+    @classmethod
+    def check(cls, on_hand: int, field: str = "quantity") -> None:
+        if on_hand > MAX_STOCK:
+            raise cls(f"stock on hand is at most {MAX_STOCK} units", field=field)
+
+
+class UnitsSoldMustFit(RuleBroken):
+    code = "UNITS_SOLD_LIMIT_REACHED"
+
+    @classmethod
+    def check(cls, units_sold: int, field: str | None = None) -> None:
+        if units_sold > MAX_UNITS_SOLD:
+            raise cls(f"a product's units sold is at most {MAX_UNITS_SOLD}", field=field)
+
+
+class VersionMustFit(RuleBroken):
+    """Unreachable in practice (two billion changes to one object), and still
+    checked: a version past the bound could be neither stored nor sent."""
+
+    code = "VERSION_LIMIT_REACHED"
+
+    @classmethod
+    def check(cls, version: int) -> None:
+        if version > MAX_VERSION:
+            raise cls(f"an object changes at most {MAX_VERSION} times")

@@ -13,7 +13,10 @@ from domain.rules import (
     QuantityMustBePositive,
     ReservedCannotExceedOnHand,
     ReservedCannotGoNegative,
+    StockCannotExceedLimit,
     StockCannotGoNegative,
+    TextMustFit,
+    UnitsSoldMustFit,
 )
 
 __all__ = ["InsufficientStock", "Stock"]
@@ -35,19 +38,22 @@ class Stock(Aggregate):
     def available(self) -> int:
         return self.on_hand - self.reserved
 
-    def receive(self, quantity: int) -> None:
-        quantity = QuantityMustBePositive.check(quantity)
+    def receive(self, quantity: int, field: str = "quantity") -> None:
+        quantity = QuantityMustBePositive.check(quantity, field)
+        StockCannotExceedLimit.check(self.on_hand + quantity, field)
         self.on_hand += quantity
         self.record(StockReceived(self.id, quantity=quantity, on_hand=self.on_hand))
 
     def adjust(self, on_hand: int, reason: str = "") -> None:
         """Set on-hand to a counted figure (a stocktake); reserved units must remain covered."""
         StockCannotGoNegative.check(on_hand, field="onHand")
+        StockCannotExceedLimit.check(on_hand, field="onHand")
+        reason = TextMustFit.check(reason, "reason", "reason", required=False)
         ReservedCannotExceedOnHand.check(self.reserved, on_hand, field="onHand")
         if on_hand == self.on_hand:
             return
         old, self.on_hand = self.on_hand, on_hand
-        self.record(StockAdjusted(self.id, old_on_hand=old, on_hand=on_hand, reason=reason[:200]))
+        self.record(StockAdjusted(self.id, old_on_hand=old, on_hand=on_hand, reason=reason))
 
     def reserve(self, order_id: str, quantity: int, field: str = "quantity") -> None:
         quantity = QuantityMustBePositive.check(quantity, field)
@@ -72,6 +78,7 @@ class Stock(Aggregate):
         """Reserved units ship: they leave on-hand and the reservation together."""
         quantity = QuantityMustBePositive.check(quantity)
         ReservedCannotGoNegative.check(self.reserved - quantity)
+        UnitsSoldMustFit.check(self.units_sold + quantity)
         self.reserved -= quantity
         self.on_hand -= quantity
         self.units_sold += quantity

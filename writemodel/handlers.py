@@ -1,6 +1,10 @@
 """One handler per command: load, ask the domain, hand back a snapshot.
 
 Handlers never commit; the command service does, once, with the events.
+Every string of a command meets a rule of domain/rules.py before it is used:
+ids here, before they are looked up (`IdMustBeWellFormed`), everything else
+in the domain method that takes it. Each rule names the input field as the
+client wrote it (`productId`, `lines.1.sku`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from domain.errors import AlreadyExists, InvalidInput, NotFound, RuleBroken
 from domain.order import Order, OrderLine
 from domain.product import Product, ProductStatus
 from domain.rules import (
+    IdMustBeWellFormed,
     OrderMustHaveLines,
     SkuMustBeWellFormed,
 )
@@ -44,10 +49,11 @@ def _status(value: str, field: str = "status") -> ProductStatus:
     try:
         return ProductStatus(value.lower())
     except ValueError:
-        raise InvalidInput(f"unknown product status {value!r}", field=field) from None
+        raise InvalidInput(f"unknown product status {value[:40]!r}", field=field) from None
 
 
 async def _product(uow: UnitOfWork, product_id: str) -> Product:
+    product_id = IdMustBeWellFormed.check(product_id, "productId")
     product = await uow.products.get(product_id)
     if product is None:
         raise NotFound(f"no product with id {product_id!r}", field="productId")
@@ -62,10 +68,19 @@ async def _stock(uow: UnitOfWork, product_id: str) -> Stock:
 
 
 async def _order(uow: UnitOfWork, order_id: str) -> Order:
+    order_id = IdMustBeWellFormed.check(order_id, "orderId")
     order = await uow.orders.get(order_id)
     if order is None:
         raise NotFound(f"no order with id {order_id!r}", field="orderId")
     return order
+
+
+async def _customer(uow: UnitOfWork, customer_id: str) -> Customer:
+    customer_id = IdMustBeWellFormed.check(customer_id, "customerId")
+    customer = await uow.customers.get(customer_id)
+    if customer is None:
+        raise NotFound(f"no customer with id {customer_id!r}", field="customerId")
+    return customer
 
 
 async def _product_changed(uow: UnitOfWork, product: Product) -> Changed:
@@ -93,7 +108,7 @@ async def create_product(cmd: c.CreateProduct, uow: UnitOfWork, ctx: Context) ->
     )
     item = Stock(product.id)
     if cmd.initial_stock:
-        item.receive(cmd.initial_stock)
+        item.receive(cmd.initial_stock, field="initialStock")
     uow.products.add(product)
     uow.stocks.add(item)
     return Changed("Product", product_snapshot(product, item))
@@ -153,9 +168,7 @@ async def register_customer(cmd: c.RegisterCustomer, uow: UnitOfWork, ctx: Conte
 
 
 async def erase_customer(cmd: c.EraseCustomer, uow: UnitOfWork, ctx: Context) -> Changed:
-    customer = await uow.customers.get(cmd.customer_id)
-    if customer is None:
-        raise NotFound(f"no customer with id {cmd.customer_id!r}", field="customerId")
+    customer = await _customer(uow, cmd.customer_id)
     customer.expect_version(cmd.expected_version)
     customer.erase()
     return Changed("Customer", customer_snapshot(customer))
@@ -163,9 +176,7 @@ async def erase_customer(cmd: c.EraseCustomer, uow: UnitOfWork, ctx: Context) ->
 
 async def place_order(cmd: c.PlaceOrder, uow: UnitOfWork, ctx: Context) -> Changed:
     OrderMustHaveLines.check(len(cmd.lines))
-    customer = await uow.customers.get(cmd.customer_id)
-    if customer is None:
-        raise NotFound(f"no customer with id {cmd.customer_id!r}", field="customerId")
+    customer = await _customer(uow, cmd.customer_id)
     customer.can_order()
     order_id = ctx.new_id()
     lines: list[OrderLine] = []

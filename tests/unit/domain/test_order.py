@@ -18,6 +18,7 @@ from domain.rules import (
     OrderLinesMustShareCurrency,
     OrderMustHaveLines,
     QuantityMustBePositive,
+    TextMustFit,
 )
 from domain.stock import Stock
 
@@ -283,12 +284,19 @@ def test_cancelling_a_shipped_order_is_illegal(now: datetime) -> None:
         order.cancel(now)
 
 
-def test_a_cancellation_reason_is_cut_to_two_hundred_characters(now: datetime) -> None:
+def test_a_cancellation_reason_over_two_hundred_characters_is_refused_and_cancels_nothing(
+    now: datetime,
+) -> None:
     order = place(now)
 
-    order.cancel(now, reason="x" * 1000)
-
+    order.cancel(now, reason="x" * 200)
     assert order.pending[-1][1] == OrderCancelled("o1", reason="x" * 200)
+
+    again = place(now)
+    with pytest.raises(TextMustFit) as raised:
+        again.cancel(now, reason="x" * 201)
+    assert (raised.value.code, raised.value.field) == ("TEXT_OUT_OF_BOUNDS", "reason")
+    assert again.status is OrderStatus.PLACED and again.version == 1
 
 
 def test_a_full_life_records_placed_paid_shipped_in_versions_1_to_3(now: datetime) -> None:

@@ -20,6 +20,7 @@ from domain.rules import (
     ReservedCannotExceedOnHand,
     ReservedCannotGoNegative,
     StockCannotGoNegative,
+    TextMustFit,
 )
 from domain.stock import InsufficientStock, Stock
 
@@ -127,11 +128,16 @@ def test_adjusting_to_the_current_figure_records_nothing() -> None:
     assert figures(stock) == before
 
 
-def test_an_adjustment_reason_is_cut_to_two_hundred_characters() -> None:
+def test_an_adjustment_reason_over_two_hundred_characters_is_refused() -> None:
     stock = stock_with(on_hand=10)
+    before = figures(stock)
 
-    stock.adjust(9, reason="r" * 500)
+    with pytest.raises(TextMustFit) as raised:
+        stock.adjust(9, reason="r" * 201)
 
+    assert (raised.value.code, raised.value.field) == ("TEXT_OUT_OF_BOUNDS", "reason")
+    assert figures(stock) == before
+    stock.adjust(9, reason="r" * 200)
     assert last_event(stock) == StockAdjusted("p1", old_on_hand=10, on_hand=9, reason="r" * 200)
 
 
