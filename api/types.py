@@ -7,14 +7,20 @@ set of types serves both.
 
 from __future__ import annotations
 
+import re
+import warnings
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NewType
 
 import strawberry
+from graphql import IntValueNode, StringValueNode, ValueNode
+
+from domain.rules import MAX_SAFE_INTEGER
 
 __all__ = [
     "Customer",
+    "Long",
     "Money",
     "Order",
     "OrderCustomer",
@@ -27,6 +33,50 @@ __all__ = [
     "order_document",
     "product_document",
 ]
+
+
+_DIGITS = re.compile(r"-?[0-9]{1,16}")
+
+
+def _long(value: Any) -> int:
+    """An int, or a string of digits, that JavaScript's number holds exactly."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        value = int(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    ):
+        raise ValueError(
+            f"Long cannot represent {str(value)[:40]}: a whole number within "
+            f"+-{MAX_SAFE_INTEGER} (2^53 - 1) is expected"
+        )
+    return value
+
+
+def _long_literal(node: ValueNode, _variables: dict[str, Any] | None = None) -> int:
+    if isinstance(node, IntValueNode | StringValueNode):
+        return _long(node.value)
+    raise ValueError("Long takes an integer or a string of digits")
+
+
+# Figures that only accumulate (a customer's spending, a product's units sold,
+# an order count) have no bound one command could check, so they get a wider
+# type than Int. Sent as a JSON number: every JSON parser reads it, and
+# JavaScript reads it exactly up to 2^53 - 1.
+with warnings.catch_warnings():
+    # strawberry would rather see custom scalars in the schema config's
+    # scalar_map; a scalar declared with its type keeps the types in one module.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    Long = strawberry.scalar(
+        NewType("Long", int),
+        name="Long",
+        description="A whole number within +-(2^53 - 1), sent as a JSON number "
+        "(exact in JavaScript); as input, also a string of digits.",
+        serialize=_long,
+        parse_value=_long,
+        parse_literal=_long_literal,
+    )
 
 
 @strawberry.enum(description="Where a product is in its life.")
@@ -77,7 +127,7 @@ class Product:
     price: Money
     status: ProductStatus
     stock: StockLevel
-    units_sold: int
+    units_sold: Long
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -177,11 +227,11 @@ class Customer:
     name: str | None
     email: str | None
     erased: bool
-    order_count: int | None = strawberry.field(
+    order_count: Long | None = strawberry.field(
         description="Orders placed. Lifetime figures come from the read model: "
         "null in a mutation's answer."
     )
-    total_spent: int | None = strawberry.field(
+    total_spent: Long | None = strawberry.field(
         description="Minor units over paid and shipped orders; null in a mutation's answer."
     )
     last_order_at: datetime | None

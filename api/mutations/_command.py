@@ -11,6 +11,7 @@ from api.context import Context
 from api.errors import Error, to_error
 from domain.commands import Command
 from domain.errors import DomainError, InvalidInput
+from domain.rules import TextMustBeClean
 from writemodel.service import CommandOutcome
 from writemodel.unit_of_work import CommitOutcomeUnknown, ConnectionLost
 
@@ -24,12 +25,19 @@ MAX_KEY_LENGTH = 200
 async def execute(
     info: strawberry.Info[Context, None], command: Command, idempotency_key: str | None
 ) -> CommandOutcome | Error:
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
-        return to_error(
-            InvalidInput(
-                f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters", field="idempotencyKey"
+    if idempotency_key is not None:
+        if not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
+            return to_error(
+                InvalidInput(
+                    f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters",
+                    field="idempotencyKey",
+                )
             )
-        )
+        try:
+            # Checked as text, kept as sent: a key is opaque, normalising it would merge two.
+            TextMustBeClean.check(idempotency_key, "idempotencyKey", trim=False)
+        except DomainError as error:
+            return to_error(error)
     context = info.context
     try:
         outcome = await context.app.commands.execute(

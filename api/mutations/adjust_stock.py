@@ -23,7 +23,9 @@ from domain.commands import AdjustStock
 class AdjustStockInput:
     product_id: strawberry.ID
     on_hand: int = strawberry.field(description="The counted units on hand; not below reserved.")
-    reason: str = strawberry.field(default="", description="Why, e.g. stocktake.")
+    reason: str = strawberry.field(
+        default="", description="Why, e.g. stocktake; at most 200 characters."
+    )
     expected_version: int | None = strawberry.field(
         default=None,
         description="Apply only if the stock is still at this version (product.stock.version).",

@@ -22,7 +22,7 @@ from domain.commands import CancelOrder
 @strawberry.input
 class CancelOrderInput:
     order_id: strawberry.ID
-    reason: str = strawberry.field(default="", description="Kept up to 200 characters.")
+    reason: str = strawberry.field(default="", description="At most 200 characters.")
     expected_version: int | None = strawberry.field(
         default=None,
         description="Apply only if the object is still at this version (optimistic concurrency).",

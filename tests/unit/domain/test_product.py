@@ -215,9 +215,7 @@ def test_text_at_its_limit_is_accepted_and_description_and_category_may_be_empty
 
 
 @pytest.mark.parametrize("price", [0, -1, -1250, MAX_PRICE + 1, 10**12])
-def test_a_price_outside_one_to_what_an_int_carries_is_rejected(
-    now: datetime, price: int
-) -> None:
+def test_a_price_outside_one_to_what_an_int_carries_is_rejected(now: datetime, price: int) -> None:
     with pytest.raises(PriceMustBePositive) as raised:
         create(now, price=price)
 
