@@ -23,6 +23,7 @@ from domain.rules import (
     IdMustBeWellFormed,
     OrderMustHaveLines,
     SkuMustBeWellFormed,
+    TextMustBeClean,
 )
 from domain.stock import Stock
 from writemodel.snapshots import customer_snapshot, order_snapshot, product_snapshot
@@ -47,7 +48,7 @@ class Changed:
 
 def _status(value: str, field: str = "status") -> ProductStatus:
     try:
-        return ProductStatus(value.lower())
+        return ProductStatus(TextMustBeClean.check(value, field).lower())
     except ValueError:
         raise InvalidInput(f"unknown product status {value[:40]!r}", field=field) from None
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_type_hints
 
 import pytest
 
@@ -16,7 +17,7 @@ from domain.errors import (
     NotFound,
     RuleBroken,
 )
-from domain.rules import MAX_ORDER_LINES
+from domain.rules import MAX_ORDER_LINES, MAX_PRICE, MAX_QUANTITY, MAX_STOCK
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
 from writemodel.service import CommandOutcome, CommandService
 
@@ -887,3 +888,162 @@ async def test_an_order_command_at_another_version_is_a_conflict(
 
     assert isinstance(error, ConcurrencyConflict)
     assert (error.expected, error.actual) == (2, 1)
+
+
+# --- every string of every command ---
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+async def _one_of_each(shop: Shop) -> dict[type[c.Command], c.Command]:
+    """A command of every kind that would succeed, every string in it set."""
+    product = await shop.product("TXT-1", stock=50)
+    customer = await shop.customer("txt@example.com")
+    order = await shop.order(customer, ("TXT-1", 1))
+    line = c.OrderLineRequest(sku="TXT-1", quantity=1)
+    return {
+        c.CreateProduct: c.CreateProduct(
+            sku="TXT-2",
+            name="Mug",
+            price=1,
+            currency="EUR",
+            description="A mug",
+            category="kitchen",
+            tags=("mug",),
+        ),
+        c.UpdateProduct: c.UpdateProduct(
+            product_id=product,
+            name="Mug",
+            description="A mug",
+            category="kitchen",
+            tags=("mug",),
+            status="active",
+        ),
+        c.ChangePrice: c.ChangePrice(product_id=product, price=5, currency="EUR"),
+        c.DiscontinueProduct: c.DiscontinueProduct(product_id=product),
+        c.ReceiveStock: c.ReceiveStock(product_id=product, quantity=1),
+        c.AdjustStock: c.AdjustStock(product_id=product, on_hand=20, reason="stocktake"),
+        c.RegisterCustomer: c.RegisterCustomer(email="new@example.com", name="New"),
+        c.EraseCustomer: c.EraseCustomer(customer_id=customer),
+        c.PlaceOrder: c.PlaceOrder(customer_id=customer, lines=(line,)),
+        c.PayOrder: c.PayOrder(order_id=order),
+        c.ShipOrder: c.ShipOrder(order_id=order),
+        c.CancelOrder: c.CancelOrder(order_id=order, reason="changed my mind"),
+    }
+
+
+def _each_string_replaced(command: c.Command, value: str) -> list[tuple[str, c.Command]]:
+    """The command once per string it carries, that string replaced by `value`,
+    with the input field's name as the client writes it."""
+    variants: list[tuple[str, c.Command]] = []
+    hints = get_type_hints(type(command))
+    for spec in dataclasses.fields(command):
+        current = getattr(command, spec.name)
+        if spec.name == "lines":
+            first = dataclasses.replace(current[0], sku=value)
+            variants.append(("lines.0.sku", dataclasses.replace(command, lines=(first,))))
+        elif spec.name == "tags":
+            variants.append(("tags.0", dataclasses.replace(command, tags=(value,))))
+        elif "str" in str(hints[spec.name]):
+            variants.append((_camel(spec.name), dataclasses.replace(command, **{spec.name: value})))
+    return variants
+
+
+HOSTILE_TEXT = {
+    "nul": "a\x00b",
+    "record-separator": "a\x1eb",
+    "unit-separator": "a\x1fb",
+    "noncharacter": "a\uffffb",
+    "lone-surrogate": "a\ud800b",
+    "c1-control": "a\x85b",
+}
+
+
+async def test_there_is_one_of_each_command_to_poison(shop: Shop) -> None:
+    from writemodel.handlers import HANDLERS
+
+    assert set(await _one_of_each(shop)) == set(HANDLERS)
+
+
+@pytest.mark.parametrize("value", HOSTILE_TEXT.values(), ids=HOSTILE_TEXT.keys())
+async def test_a_hostile_character_in_any_string_of_any_command_is_refused_naming_its_field(
+    shop: Shop, value: str
+) -> None:
+    commands = await _one_of_each(shop)
+    checked = 0
+    for command in commands.values():
+        for field, poisoned in _each_string_replaced(command, value):
+            error = await shop.refused(poisoned)
+            assert isinstance(error, InvalidInput), (field, error)
+            assert (error.code, error.field) == ("TEXT_INVALID_CHARACTERS", field)
+            checked += 1
+    assert checked == 28  # every string field of the twelve commands, status included
+
+
+async def test_a_hundred_kilobytes_in_any_string_of_any_command_is_refused_naming_its_field(
+    shop: Shop,
+) -> None:
+    commands = await _one_of_each(shop)
+    for command in commands.values():
+        for field, poisoned in _each_string_replaced(command, "x" * 100_000):
+            error = await shop.refused(poisoned)
+            assert isinstance(error, InvalidInput), (field, error)
+            assert error.field == field
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        (c.UpdateProduct(product_id="x" * 37, name="N"), "productId"),
+        (c.ReceiveStock(product_id="id 1", quantity=1), "productId"),
+        (c.EraseCustomer(customer_id="../1"), "customerId"),
+        (c.PlaceOrder(customer_id="\U0001f389", lines=(c.OrderLineRequest("A", 1),)), "customerId"),
+        (c.CancelOrder(order_id=""), "orderId"),
+    ],
+)
+async def test_an_id_that_could_not_have_been_made_is_refused_before_any_lookup(
+    shop: Shop, command: c.Command, field: str
+) -> None:
+    error = await shop.refused(command)
+
+    assert (error.code, error.field) == ("ID_MALFORMED", field)
+
+
+# --- amounts the API could not send back ---
+
+
+async def test_an_order_whose_total_overflows_an_int_is_refused_and_reserves_nothing(
+    shop: Shop, store: FakeStore
+) -> None:
+    product = await shop.product("BIG-1", price=MAX_PRICE, stock=2)
+    customer = await shop.customer()
+
+    error = await shop.refused(
+        c.PlaceOrder(customer_id=customer, lines=(c.OrderLineRequest("BIG-1", 2),))
+    )
+
+    assert isinstance(error, RuleBroken)
+    assert (error.code, error.field) == ("ORDER_TOTAL_TOO_LARGE", "lines")
+    assert store.stocks[product].reserved == 0
+
+
+async def test_stock_cannot_be_received_past_its_bound(shop: Shop, store: FakeStore) -> None:
+    product = await shop.product("LOTS-1", stock=MAX_QUANTITY)
+    store.stocks[product].on_hand = MAX_STOCK - 1
+
+    error = await shop.refused(c.ReceiveStock(product_id=product, quantity=2))
+
+    assert (error.code, error.field) == ("STOCK_LIMIT_EXCEEDED", "quantity")
+
+
+async def test_initial_stock_out_of_range_names_initial_stock(shop: Shop) -> None:
+    error = await shop.refused(
+        c.CreateProduct(
+            sku="A-1", name="A", price=1, currency="EUR", initial_stock=MAX_QUANTITY + 1
+        )
+    )
+
+    assert (error.code, error.field) == ("QUANTITY_NOT_POSITIVE", "initialStock")
