@@ -303,9 +303,7 @@ async def test_emoji_in_any_field_are_stored_readable_and_searchable_or_refused_
             assert (product["category"] if field == "category" else product["tags"]) == (
                 folded if field == "category" else [folded]
             )
-            found = await client.graphql(
-                SEARCH, filter={kind: [folded], "statuses": ALL_STATUSES}
-            )
+            found = await client.graphql(SEARCH, filter={kind: [folded], "statuses": ALL_STATUSES})
             assert [e["node"]["id"] for e in found["products"]["edges"]] == [object_id]
         elif mutation == "registerCustomer":
             customer = (await client.graphql(CUSTOMER, id=object_id))["customer"]
