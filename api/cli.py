@@ -226,6 +226,8 @@ async def _readmodel_quarantine(settings: Settings, action: str, ids: list[int] 
         except BulkError as error:
             print(f"Elasticsearch did not take the retry ({error}); entries kept", file=sys.stderr)
             return 1
+        if not (result.cleared or result.refused or result.skipped):
+            print("no such entries in quarantine")
         for e in result.cleared:
             print(f"{e.id}  {e.read_model}/{e.document_id}: written, entry cleared")
         for e in result.refused:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ from api.bootstrap import Bicameral
 from api.context import Context
 from api.schema import build_schema
 from domain import commands as c
-from readmodel.bulk import BulkError, BulkWriter, refused_for_itself
+from readmodel.bulk import BulkError, BulkWriter, Write, refused_for_itself
 from readmodel.feed import FeedWorker
-from readmodel.projections import default_projections
+from readmodel.projections import IndexDocument, default_projections
 from tests.integration.faults import BIN, READ_MODELS, worker_env
 from writemodel import outbox
 from writemodel.tables import products
@@ -314,6 +315,44 @@ async def test_the_cli_lists_retries_and_drops_entries(app: Bicameral, tmp_path:
     empty = await cli("quarantine", "list")
     assert dropped.returncode == 0 and "dropped 1 entries" in dropped.stdout
     assert empty.stdout.strip() == "no documents in quarantine"
+
+
+async def test_the_bulk_writer_returns_every_kind_of_document_refused_and_applies_the_rest(
+    elasticsearch_url: str,
+) -> None:
+    index = f"test-refusals-{uuid.uuid4().hex[:10]}"
+    client = AsyncElasticsearch(elasticsearch_url)
+    mapping = {
+        "dynamic": "strict",
+        "properties": {
+            "tag": {"type": "keyword"},
+            "small": {"type": "byte"},
+            "suggest": {"type": "completion", "analyzer": "standard"},
+        },
+    }
+    bad = {
+        "immense": {"tag": IMMENSE},
+        "nul": {"suggest": {"input": ["nul\u0000byte"]}},
+        "separator": {"suggest": {"input": ["unit\u001fseparator"]}},
+        "out-of-range": {"small": 1000},
+        "unmapped": {"colour": "red"},
+        "not-a-number": {"small": "many"},
+    }
+    good = {f"good-{n}": {"tag": "fine", "small": n} for n in range(5)}
+    try:
+        await client.indices.create(index=index, mappings=mapping)
+        actions = [IndexDocument(id, 7, doc) for id, doc in [*bad.items(), *good.items()]]
+        refused = await BulkWriter(client).write_all([Write(index, actions)])
+        found = await client.count(index=index, query={"term": {"tag": "fine"}})
+        total = await client.count(index=index)
+    finally:
+        await client.indices.delete(index=index, ignore_unavailable=True)
+        await client.close()
+
+    assert sorted(r.action.id for r in refused) == sorted(bad)
+    assert {r.status for r in refused} == {400} and {r.target for r in refused} == {index}
+    assert all(r.reason and len(r.reason) <= 1000 for r in refused)
+    assert found["count"] == total["count"] == len(good)
 
 
 @pytest.mark.parametrize(
