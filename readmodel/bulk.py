@@ -110,6 +110,9 @@ def refused_for_itself(status: int, error: Any) -> tuple[str, str] | None:
         reason = f"{reason} (caused by {caused_by.get('type')}: {caused_by.get('reason')})"
     if len(reason) > _REASON_LENGTH:
         reason = reason[: _REASON_LENGTH - 1] + "…"
+    # The reason quotes the document, and is stored: no NUL (PostgreSQL's text
+    # refuses it) nor lone surrogate (no UTF-8 for it) may pass.
+    reason = reason.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode()
     return kind, reason
 
 

@@ -27,6 +27,7 @@ from api.bootstrap import Bicameral
 from api.context import Context
 from api.schema import build_schema
 from domain import commands as c
+from readmodel import checkpoints as checkpoints_module
 from readmodel.bulk import BulkError, BulkWriter, Write, refused_for_itself
 from readmodel.feed import FeedWorker
 from readmodel.projections import IndexDocument, default_projections
@@ -227,6 +228,32 @@ async def test_drop_forgets_entries_and_metrics_count_them_per_read_model(
     assert await app.worker.quarantine.entries() == []
 
 
+async def test_the_entry_and_the_checkpoints_commit_together_or_not_at_all(
+    app: Bicameral, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await app.worker.run_until_caught_up()
+    before = (await app.checkpoints.get("products")).position
+    poisoned, _ = await _poisoned_without_catching_up(app)
+    real_settle = checkpoints_module.settle
+
+    async def settle_then_die(*args: Any, **kwargs: Any) -> None:
+        await real_settle(*args, **kwargs)
+        raise RuntimeError("the worker died before its commit")
+
+    monkeypatch.setattr(checkpoints_module, "settle", settle_then_die)
+    with pytest.raises(RuntimeError, match="died"):
+        await app.worker.run_once()
+    assert (await app.checkpoints.get("products")).position == before
+    assert await app.worker.quarantine.entries() == []
+
+    monkeypatch.setattr(checkpoints_module, "settle", real_settle)
+    await app.worker.run_until_caught_up()
+    # Refused twice by Elasticsearch, recorded once: the first record rolled back.
+    [entry] = await app.worker.quarantine.entries()
+    assert (entry.document_id, entry.attempts) == (poisoned, 1)
+    assert (await app.checkpoints.get("products")).position == await _head(app)
+
+
 async def test_a_write_block_quarantines_nothing_and_keeps_the_checkpoint(
     app: Bicameral,
 ) -> None:
@@ -353,6 +380,14 @@ async def test_the_bulk_writer_returns_every_kind_of_document_refused_and_applie
     assert {r.status for r in refused} == {400} and {r.target for r in refused} == {index}
     assert all(r.reason and len(r.reason) <= 1000 for r in refused)
     assert found["count"] == total["count"] == len(good)
+
+
+def test_a_reason_quoting_a_nul_or_a_lone_surrogate_is_stored_escaped() -> None:
+    error = {"type": "document_parsing_exception", "reason": "Illegal input [a\u0000b\ud800]"}
+    assert refused_for_itself(400, error) == (
+        "document_parsing_exception",
+        "Illegal input [a\\u0000b\\ud800]",
+    )
 
 
 @pytest.mark.parametrize(
