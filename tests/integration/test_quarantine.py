@@ -150,6 +150,26 @@ async def test_a_token_whose_document_was_quarantined_answers_at_once_and_says_s
         assert (other.stale, other.quarantined) == ([], [])
 
 
+async def test_a_token_finds_the_refused_documents_of_every_event_of_its_command(
+    app: Bicameral,
+) -> None:
+    poisoned, _ = await _poisoned(app)
+    buyer = await app.commands.execute(c.RegisterCustomer("buyer@example.com", "Buyer"))
+    await app.worker.run_until_caught_up()
+    # An order for the poisoned product: its stock event re-projects the product, which
+    # is refused again; the order's token is its command's last event, not that one.
+    order = await app.commands.execute(
+        c.PlaceOrder(buyer.snapshot["id"], (c.OrderLineRequest("POISON-1", 2),))
+    )
+    assert order.position is not None
+    await app.worker.run_until_caught_up()
+
+    found = await app.worker.quarantine.at(order.position, ["products", "orders"])
+
+    assert [(e.read_model, e.document_id, e.attempts) for e in found] == [("products", poisoned, 2)]
+    assert await app.reader.get("orders", order.snapshot["id"]) is not None
+
+
 async def test_retry_after_the_fix_makes_the_document_searchable_and_clears_the_entry(
     app: Bicameral,
 ) -> None:
