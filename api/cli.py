@@ -6,6 +6,8 @@
   bicameral search-node ...           a local Elasticsearch node (start|stop|status|logs)
   bicameral readmodel status          where each read model is, and how far behind
   bicameral readmodel rebuild [NAME]  rebuild read models without downtime
+  bicameral readmodel quarantine list|retry|drop [ID...|--all]
+                                      documents Elasticsearch refused, set aside
 
 Settings come from environment variables: see README.md or api/settings.py.
 """
@@ -91,7 +93,8 @@ async def _readmodel_status(settings: Settings) -> int:
     app = build(settings, embedded_worker=False)
     try:
         lags = {lag.name: lag for lag in await app.lag()}
-        rows = [("read model", "position", "head", "lag", "lag s", "index", "owner")]
+        quarantined = await app.worker.quarantine.counts()
+        rows = [("read model", "position", "head", "lag", "lag s", "quarantined", "index", "owner")]
         notes = []
         for name, index in INDEXES.items():
             state = await alias_state(app.search, settings.index_prefix, index)
@@ -103,6 +106,7 @@ async def _readmodel_status(settings: Settings) -> int:
                     str(lag.head),
                     str(lag.lag_events),
                     f"{lag.lag_seconds:.1f}",
+                    str(quarantined.get(name, 0)),
                     state.serving or "(none)",
                     lag.owner or "-",
                 )
@@ -111,11 +115,16 @@ async def _readmodel_status(settings: Settings) -> int:
                 notes.append(f"{name}: the mapping in the code changed; a rebuild is due")
             if state.building:
                 notes.append(f"{name}: a rebuild into {state.building} is under way or interrupted")
+            if quarantined.get(name):
+                notes.append(
+                    f"{name}: {quarantined[name]} documents refused by Elasticsearch and set "
+                    "aside; see `bicameral readmodel quarantine list`"
+                )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             print(
                 "  ".join(
-                    cell.ljust(w) if i in (0, 5, 6) else cell.rjust(w)
+                    cell.ljust(w) if i in (0, 6, 7) else cell.rjust(w)
                     for i, (cell, w) in enumerate(zip(row, widths, strict=True))
                 )
             )
@@ -174,6 +183,62 @@ async def _readmodel_rebuild(settings: Settings, names: list[str]) -> int:
     return 0
 
 
+def _positions(positions: list[int]) -> str:
+    if len(positions) <= 3:
+        return ",".join(map(str, positions))
+    return f"{positions[0]}..{positions[-1]} ({len(positions)})"
+
+
+async def _readmodel_quarantine(settings: Settings, action: str, ids: list[int] | None) -> int:
+    from api.bootstrap import build
+    from readmodel.bulk import BulkError
+
+    app = build(settings, embedded_worker=False)
+    store = app.worker.quarantine
+    try:
+        if action == "list":
+            entries = await store.entries()
+            if not entries:
+                print("no documents in quarantine")
+                return 0
+            for e in entries:
+                state = (
+                    "quarantined" if e.active else f"superseded {e.superseded_at:%Y-%m-%d %H:%M}"
+                )
+                print(
+                    f"{e.id}  {e.read_model}/{e.document_id}  {state}  index {e.index_name}  "
+                    f"positions {_positions(e.positions)}  version {e.version}  "
+                    f"attempts {e.attempts}  first {e.first_seen:%Y-%m-%d %H:%M:%S}  "
+                    f"last {e.last_seen:%Y-%m-%d %H:%M:%S}\n    {e.error_type}: {e.reason}"
+                )
+            return 0
+        if action == "drop":
+            print(f"dropped {await store.drop(ids)} entries")
+            return 0
+        try:
+            result = await store.retry(
+                ids,
+                projections=app.worker.projections,
+                writer=app.worker.writer,
+                prefix=settings.index_prefix,
+                now=app.now(),
+            )
+        except BulkError as error:
+            print(f"Elasticsearch did not take the retry ({error}); entries kept", file=sys.stderr)
+            return 1
+        if not (result.cleared or result.refused or result.skipped):
+            print("no such entries in quarantine")
+        for e in result.cleared:
+            print(f"{e.id}  {e.read_model}/{e.document_id}: written, entry cleared")
+        for e in result.refused:
+            print(f"{e.id}  {e.read_model}/{e.document_id}: refused again, entry kept")
+        for e in result.skipped:
+            print(f"{e.id}  {e.read_model}/{e.document_id}: no such read model, entry kept")
+        return 1 if result.refused else 0
+    finally:
+        await app.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bicameral", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -196,6 +261,18 @@ def main(argv: list[str] | None = None) -> int:
         "then swap; safe to interrupt, run again to resume",
     )
     rebuild_parser.add_argument("names", nargs="*", metavar="NAME", help="default: all")
+    quarantine = actions.add_parser(
+        "quarantine", help="documents Elasticsearch refused for themselves, set aside"
+    )
+    verbs = quarantine.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("list", help="every entry: document, positions, reason, attempts")
+    for verb, text in (
+        ("retry", "write the documents again from the write database; taken ones are cleared"),
+        ("drop", "forget entries (the documents stay as the index has them)"),
+    ):
+        chosen = verbs.add_parser(verb, help=text)
+        chosen.add_argument("ids", nargs="*", type=int, metavar="ID", help="entry ids (see list)")
+        chosen.add_argument("--all", action="store_true", help="every entry")
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["search-node"]:
@@ -203,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return search_node.main(argv[1:])
     args = parser.parse_args(argv)
+    if getattr(args, "verb", "list") != "list" and bool(args.ids) == args.all:
+        parser.error(f"readmodel quarantine {args.verb}: give entry ids or --all")
     try:
         settings = Settings.from_env()
     except SettingsError as error:
@@ -219,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_readmodel_status(settings))
         if args.command == "readmodel" and args.action == "rebuild":
             return asyncio.run(_readmodel_rebuild(settings, args.names))
+        if args.command == "readmodel" and args.action == "quarantine":
+            ids = None if args.verb == "list" or args.all else args.ids
+            return asyncio.run(_readmodel_quarantine(settings, args.verb, ids))
     return 1
 
 

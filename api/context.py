@@ -20,6 +20,9 @@ class Context:
     response: Any = None
     # Reads that asked for a consistency token and answered before reaching it.
     stale: list[dict[str, Any]] = field(default_factory=list)
+    # Reads whose consistency token produced documents Elasticsearch refused
+    # (quarantined, readmodel/quarantine.py): reached at once, those documents missing.
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def correlation_id(self) -> str | None:

@@ -17,6 +17,8 @@ _HELP = {
     "bicameral_projection_position": "Position the read model has applied and made searchable.",
     "bicameral_projection_lag_events": "Events the read model is behind the outbox head.",
     "bicameral_projection_lag_seconds": "Age of the oldest event the read model has not applied.",
+    "bicameral_quarantined_documents": "Documents Elasticsearch refused for themselves, "
+    "set aside and still missing from the read model (bicameral readmodel quarantine list).",
     "bicameral_subscribers": "Subscriptions this process is serving now.",
     "bicameral_asyncio_tasks": "Tasks alive in this process's event loop (leak watch).",
 }
@@ -45,6 +47,11 @@ def metrics_endpoint(app: Bicameral) -> Callable[[Request], Awaitable[Response]]
         family(
             "bicameral_projection_lag_seconds",
             [(f'{{projection="{lag.name}"}}', round(lag.lag_seconds, 3)) for lag in lags],
+        )
+        quarantined = await app.worker.quarantine.counts()
+        family(
+            "bicameral_quarantined_documents",
+            [(f'{{projection="{lag.name}"}}', quarantined.get(lag.name, 0)) for lag in lags],
         )
         family("bicameral_subscribers", [("", len(app.hub.subscribers))])
         family("bicameral_asyncio_tasks", [("", len(asyncio.all_tasks()))])

@@ -154,6 +154,16 @@ async def _consistent(info: Info, token: str | None, names: list[str]) -> None:
                 "behind": stale.behind,
             }
         )
+    else:
+        info.context.quarantined += [
+            {
+                "field": info.field_name,
+                "token": str(position),
+                "readModel": entry.read_model,
+                "id": entry.document_id,
+            }
+            for entry in await app.worker.quarantine.at(position, names)
+        ]
 
 
 @strawberry.type

@@ -3,8 +3,16 @@
 Every write uses external versioning by outbox position, so Elasticsearch
 itself refuses to let an older write replace a newer one; a version conflict
 therefore means "a newer or equal write is already there" and counts as done.
-Items that fail with 429, 5xx or a lost connection are retried with backoff;
-anything else fails the whole batch, so the caller's checkpoint stays put.
+Items that fail with 429, 5xx or a lost connection are retried with backoff.
+
+A document Elasticsearch refuses for itself (a 400 for that item whose error
+is about the document: it does not fit the mapping, holds a reserved
+character or an immense term) is not retried, and does not fail the others:
+`write_all` returns it as `Refused` and the caller decides (the feed
+quarantines it, readmodel/quarantine.py). Anything else, a 4xx about the
+target (a missing index, a write block, an alias without a write index) or
+retries given up, fails the whole call with `BulkError`, so the caller's
+checkpoint stays put and the batch is tried again.
 
 One call can carry the documents of several read models (`write_all`: the
 feed's one request per cycle), and each batch can go to more than one
@@ -31,15 +39,81 @@ from elasticsearch import ApiError, AsyncElasticsearch
 
 from readmodel.projections import Action, DeleteDocument
 
-__all__ = ["BulkError", "BulkWriter", "Write"]
+__all__ = ["BulkError", "BulkWriter", "DocumentsRefused", "Refused", "Write", "refused_for_itself"]
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE = {429, 500, 502, 503, 504}
 
 
+# Error types Elasticsearch gives a document it cannot take as it is; the same
+# document would be refused again, however often it were sent.
+_DOCUMENT_ERRORS = frozenset(
+    {
+        "document_parsing_exception",
+        "mapper_parsing_exception",
+        "strict_dynamic_mapping_exception",
+        "illegal_argument_exception",
+        "max_bytes_length_exceeded_exception",
+    }
+)
+# ... except these illegal_argument_exceptions, which are about the target, not
+# the document (an alias over several indexes and no write index): every
+# document sent there would fail alike, and a fix of the aliases cures them all.
+_TARGET_PROBLEMS = ("no write index is defined", "alias [")
+# Where a reason is cut: Elasticsearch quotes the field's value in it (40 KB of it).
+_REASON_LENGTH = 1000
+
+
 class BulkError(RuntimeError):
     """Items of a bulk request failed for good; the batch did not apply."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A document Elasticsearch refused for itself, and why."""
+
+    # The index or alias it was written to, and the action.
+    target: str
+    action: Action
+    status: int
+    error_type: str
+    reason: str
+
+
+class DocumentsRefused(BulkError):
+    """`write` was refused documents (`write_all` returns them instead)."""
+
+    def __init__(self, refused: Sequence[Refused]) -> None:
+        self.refused = list(refused)
+        shown = [f"{r.target}/{r.action.id}: {r.error_type} {r.reason[:200]}" for r in refused[:3]]
+        super().__init__(f"{len(self.refused)} documents refused: {shown}")
+
+
+def refused_for_itself(status: int, error: Any) -> tuple[str, str] | None:
+    """(error type, reason) when a bulk item's failure is the document's own, else None.
+
+    Only a 400 whose error is about the document: a 403 (a write block), a 404
+    (no such index), a 429 or a 5xx are about the cluster and pass with time or
+    an operator's fix, so the batch is retried with its checkpoint kept.
+    """
+    if status != 400 or not isinstance(error, dict):
+        return None
+    kind = str(error.get("type", ""))
+    reason = str(error.get("reason", ""))
+    if kind not in _DOCUMENT_ERRORS:
+        return None
+    if kind == "illegal_argument_exception" and reason.startswith(_TARGET_PROBLEMS):
+        return None
+    caused_by = error.get("caused_by")
+    if isinstance(caused_by, dict) and caused_by.get("reason"):
+        reason = f"{reason} (caused by {caused_by.get('type')}: {caused_by.get('reason')})"
+    if len(reason) > _REASON_LENGTH:
+        reason = reason[: _REASON_LENGTH - 1] + "…"
+    # The reason quotes the document, and is stored: no NUL (PostgreSQL's text
+    # refuses it) nor lone surrogate (no UTF-8 for it) may pass.
+    reason = reason.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode()
+    return kind, reason
 
 
 @dataclass(frozen=True)
@@ -76,13 +150,21 @@ class BulkWriter:
         """Apply every action or raise; with `refresh`, make them searchable before returning.
 
         Each action goes to `index` and to every alias in `also` that exists now.
+        Documents refused for themselves raise `DocumentsRefused`, after the
+        others were applied.
         """
-        await self.write_all([Write(index, actions, also)], refresh=refresh)
+        refused = await self.write_all([Write(index, actions, also)], refresh=refresh)
+        if refused:
+            raise DocumentsRefused(refused)
 
-    async def write_all(self, writes: Sequence[Write], *, refresh: bool = True) -> None:
-        """`write` for several targets at once: one bulk request (and one refresh)."""
+    async def write_all(self, writes: Sequence[Write], *, refresh: bool = True) -> list[Refused]:
+        """`write` for several targets at once: one bulk request (and one refresh).
+
+        Every action is applied but those returned: the documents Elasticsearch
+        refused for themselves. Anything else that fails raises `BulkError`.
+        """
         if not any(w.actions for w in writes):
-            return
+            return []
         existing = await self._existing_aliases([a for w in writes if w.actions for a in w.also])
         pending: list[tuple[_Target, Action]] = []
         for w in writes:
@@ -90,6 +172,7 @@ class BulkWriter:
             targets += [_Target(alias, optional=True) for alias in w.also if alias in existing]
             pending += [(target, action) for target in targets for action in w.actions]
         attempt = 0
+        refused: list[Refused] = []
         while pending:
             attempt += 1
             try:
@@ -115,13 +198,16 @@ class BulkWriter:
                     continue  # the rebuild's alias is gone: swapped live or dropped
                 if status in _RETRYABLE:
                     retry.append((target, action))
+                elif own := refused_for_itself(status, result.get("error")):
+                    refused.append(Refused(target.name, action, status, *own))
                 else:
                     failed.append(f"{target.name}/{action.id}: {status} {result.get('error')}")
             if failed:
-                raise BulkError(f"{len(failed)} documents refused: {failed[:3]}")
+                raise BulkError(f"{len(failed)} documents failed: {failed[:3]}")
             pending = retry
             if pending:
                 await self._backoff(attempt, f"{len(pending)} items to retry")
+        return refused
 
     async def _existing_aliases(self, aliases: Sequence[str]) -> set[str]:
         """Which of `aliases` exist now, in one request (none asked: none sent)."""

@@ -8,7 +8,7 @@ owner stops renewing it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,6 +16,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from readmodel.quarantine import Refusal, settle
 from writemodel.outbox import as_utc
 from writemodel.tables import checkpoints
 
@@ -128,10 +129,18 @@ class Checkpoints:
         now: datetime,
         *,
         notify: str | None = None,
+        refused: Sequence[Refusal] = (),
+        written: Mapping[str, Collection[str]] | None = None,
     ) -> set[str]:
         """Move `names` forward to `position` where `owner` still holds the lease; the
         names moved. Never backward. With `notify` (PostgreSQL), the same transaction
-        NOTIFYs that channel with the position, so listeners hear of it at commit."""
+        NOTIFYs that channel with the position, so listeners hear of it at commit.
+
+        The same transaction settles the quarantine of the names moved
+        (readmodel/quarantine.py): the documents `refused` on the way are recorded,
+        and entries of documents now `written` (read model -> ids) are superseded.
+        Either the checkpoint moves past a refused document and it is recorded, or
+        neither."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(checkpoints)
@@ -144,6 +153,8 @@ class Checkpoints:
                 .returning(checkpoints.c.name)
             )
             moved = set(result.scalars())
+            if refused or written:
+                await settle(conn, moved, refused, written or {}, now)
             if notify is not None and moved:
                 await conn.execute(select(func.pg_notify(notify, str(position))))
             return moved

@@ -7,9 +7,12 @@ documents its own events touch, write all of them in one bulk request
 (refreshed, so searchable), and only then advance the checkpoints (one
 transaction, which on PostgreSQL also NOTIFYs other processes). A crash
 anywhere before the advance replays the batch, which external versioning
-makes harmless. The loop wakes on a signal (a commit in this process, or
-LISTEN/NOTIFY on PostgreSQL) and polls anyway, so a lost wake-up costs
-latency, never data.
+makes harmless. A document Elasticsearch refuses for itself does not hold the
+batch: it is quarantined in the checkpoints' transaction and the cycle moves
+past it (readmodel/quarantine.py); failures that pass with time keep the
+checkpoints where they are, and the batch is tried again. The loop wakes on
+a signal (a commit in this process, or LISTEN/NOTIFY on PostgreSQL) and polls
+anyway, so a lost wake-up costs latency, never data.
 
 What a cycle costs is mostly fixed (round trips and a refresh), so the
 worker lets batches grow with the load:
@@ -40,9 +43,10 @@ from datetime import UTC, datetime, timedelta
 from elasticsearch import AsyncElasticsearch
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from readmodel.bulk import BulkWriter, Write
+from readmodel.bulk import BulkWriter, Refused, Write
 from readmodel.checkpoints import Checkpoints
 from readmodel.projections import Projection
+from readmodel.quarantine import Quarantine, Refusal
 from readmodel.setup import ensure_indexes, start_afresh
 from writemodel import outbox
 from writemodel.outbox import StoredEvent
@@ -122,6 +126,13 @@ class FeedWorker:
         self.linger = linger
         self.checkpoints = Checkpoints(engine)
         self.writer = BulkWriter(client)
+        self.quarantine = Quarantine(engine)
+        # Alias (and rebuild alias) -> the read model written through it.
+        self._read_model_of = {
+            alias: p.name
+            for p in projections
+            for alias in (p.index.alias(index_prefix), p.index.next_alias(index_prefix))
+        }
         self.client = client
         self.listeners: list[Listener] = []
         self._indexes_ready = False
@@ -228,17 +239,28 @@ class FeedWorker:
             after = {name: max(position, end) for name, position in positions.items()}
             self._prefetch = asyncio.create_task(self._prepare(held, after, self._read_size))
         try:
-            await self.writer.write_all(prepared.writes)
+            refusals = self._refusals(prepared, await self.writer.write_all(prepared.writes))
             moved = await self.checkpoints.advance(
                 [p.name for p in prepared.behind],
                 self.owner,
                 end,
                 self.clock(),
                 notify=self.notify_channel,
+                refused=refusals,
+                written=self._written(prepared, refusals),
             )
         except BaseException:
             await self._discard_prefetch()
             raise
+        for refusal in refusals:
+            if refusal.read_model in moved:
+                log.warning(
+                    "%s/%s refused by Elasticsearch (%s: %s); quarantined, the feed goes on",
+                    refusal.index_name,
+                    refusal.document_id,
+                    refusal.error_type,
+                    refusal.reason[:300],
+                )
         for projection in prepared.behind:
             if projection.name not in moved:
                 self._held.pop(projection.name, None)
@@ -252,6 +274,44 @@ class FeedWorker:
                 for listener in self.listeners:
                     await listener(applied)
         return len(batch)
+
+    def _refusals(self, prepared: _Prepared, refused: list[Refused]) -> list[Refusal]:
+        """The documents Elasticsearch refused, as quarantine entries: with the
+        positions of the commands (transactions) whose events produced them, so
+        that a consistency token, a command's last position, finds its document."""
+        if not refused:
+            return []
+        runs = _transactions(prepared.batch)
+        refusals = []
+        for item in refused:
+            name = self._read_model_of[item.target]
+            own = {
+                e.position for e in prepared.taken.get(name, ()) if e.aggregate_id == item.action.id
+            }
+            own.add(item.action.version)
+            positions = sorted({p for position in own for p in runs.get(position, (position,))})
+            refusals.append(
+                Refusal(
+                    name,
+                    item.target,
+                    item.action.id,
+                    item.action.version,
+                    positions,
+                    item.error_type,
+                    item.reason,
+                )
+            )
+        return refusals
+
+    def _written(self, prepared: _Prepared, refusals: list[Refusal]) -> dict[str, set[str]]:
+        """Read model -> ids of the documents Elasticsearch took in this cycle."""
+        written: dict[str, set[str]] = {}
+        for write in prepared.writes:
+            name = self._read_model_of[write.index]
+            written.setdefault(name, set()).update(action.id for action in write.actions)
+        for refusal in refusals:
+            written.get(refusal.read_model, set()).discard(refusal.document_id)
+        return written
 
     async def _prepare(
         self, held: list[Projection], positions: dict[str, int], size: int
@@ -371,3 +431,30 @@ class FeedWorker:
                     )
                 )
             return figures
+
+
+def _transactions(batch: list[StoredEvent]) -> dict[int, tuple[int, ...]]:
+    """Position -> the positions of every event its transaction appended.
+
+    A transaction appends its events at consecutive positions (the append is
+    serialised, writemodel/outbox.py), with one correlation id and one time."""
+    runs: dict[int, tuple[int, ...]] = {}
+    run: list[StoredEvent] = []
+
+    def close() -> None:
+        positions = tuple(e.position for e in run)
+        for position in positions:
+            runs[position] = positions
+
+    for event in batch:
+        if run and (
+            event.position != run[-1].position + 1
+            or event.correlation_id != run[-1].correlation_id
+            or event.occurred_at != run[-1].occurred_at
+        ):
+            close()
+            run = []
+        run.append(event)
+    if run:
+        close()
+    return runs

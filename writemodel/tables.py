@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "order_lines",
     "orders",
     "products",
+    "quarantine",
     "stock",
 ]
 
@@ -153,4 +155,34 @@ checkpoints = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("owner", String(128)),
     Column("lease_until", DateTime(timezone=True)),
+)
+
+# Documents Elasticsearch refused for themselves (a mapping they do not fit, a
+# reserved character): set aside so the feed moves on, recorded in the same
+# transaction as the checkpoints that moved past them (readmodel/quarantine.py).
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", _Position, primary_key=True, autoincrement=True),
+    Column("read_model", String(64), nullable=False),
+    # The index or alias the document was written to.
+    Column("index_name", String(255), nullable=False),
+    Column("document_id", String(128), nullable=False),
+    # The external version of the refused write: its newest event's position.
+    Column("version", BigInteger, nullable=False),
+    # The positions of the transactions that produced the refused document (a
+    # consistency token among them names it), and their bounds for a lookup.
+    Column("positions", JSON, nullable=False),
+    Column("first_position", BigInteger, nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    Column("error_type", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    # Set when a later write of the same document went in: nothing is missing any more.
+    Column("superseded_at", DateTime(timezone=True)),
+    UniqueConstraint("read_model", "index_name", "document_id"),
+    Index("ix_quarantine_lookup", "read_model", "last_position"),
+    sqlite_autoincrement=True,
 )
