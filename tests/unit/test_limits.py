@@ -240,11 +240,19 @@ async def test_a_query_too_costly_is_refused_before_anything_runs() -> None:
     assert measured(query).cost > LIMITS["max_cost"]
 
 
-async def test_the_token_limit_has_its_own_code() -> None:
-    result = await run("{ " + "__typename " * LIMITS["max_tokens"] + "}")
+def with_tokens(count: int) -> str:
+    """A document of exactly `count` tokens that parses, then fails validation
+    (no field `nope`): `{ nope ( a : [` and `] ) }` are 9, the strings the rest."""
+    return "{ nope(a: [" + ' "x"' * (count - 9) + " ]) }"
 
-    assert result.data is None
-    assert codes(result) == ["TOO_MANY_TOKENS"]
+
+async def test_the_token_limit_has_its_own_code_from_the_first_token_past_it() -> None:
+    at_limit = await run(with_tokens(LIMITS["max_tokens"]))
+    past_limit = await run(with_tokens(LIMITS["max_tokens"] + 1))
+
+    assert codes(at_limit) == ["GRAPHQL_VALIDATION_FAILED"]  # parsed, then refused for `nope`
+    assert past_limit.data is None
+    assert codes(past_limit) == ["TOO_MANY_TOKENS"]
 
 
 # --- introspection ---
