@@ -64,6 +64,7 @@ from graphql.type import (
     SchemaMetaFieldDef,
     TypeMetaFieldDef,
 )
+from graphql.validation.validate import ValidationAbortedError  # not re-exported
 
 __all__ = [
     "LIST_SIZE",
@@ -324,9 +325,11 @@ def limits_rule(limits: Limits) -> type[ASTValidationRule]:
     class OperationLimitsRule(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
+            self.refusals: list[GraphQLError] = []
 
-        # On leaving, so the refusals come after the errors of the specified rules.
-        def leave_document(self, node: DocumentNode, *_args: Any) -> None:
+        def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+            # The document is the first node visited, so this runs before any
+            # other rule has looked at a field.
             measures = measure_document(self.context.schema, node)
             operations = {
                 (d.name.value if d.name else None): d
@@ -335,9 +338,23 @@ def limits_rule(limits: Limits) -> type[ASTValidationRule]:
             }
             for name, measured in measures.items():
                 where = f"Operation '{name}'" if name else "The operation"
-                for code, message in _refusals(measured, limits, where):
-                    self.report_error(
-                        GraphQLError(message, operations[name], extensions={"code": code})
-                    )
+                self.refusals += [
+                    GraphQLError(message, operations[name], extensions={"code": code})
+                    for code, message in _refusals(measured, limits, where)
+                ]
+            if any((e.extensions or {}).get("code") == "TOO_MANY_FIELDS" for e in self.refusals):
+                # graphql-core's OverlappingFieldsCanBeMergedRule compares fields
+                # pairwise (measured: 400 alike fields, 1 s), so a document past
+                # the field limit is refused before it runs. The abort is how
+                # graphql-core's own `validate` stops early: it keeps the errors.
+                *reported, last = self.refusals
+                for error in reported:
+                    self.report_error(error)
+                raise ValidationAbortedError(last.message, last.nodes, extensions=last.extensions)
+
+        # Otherwise on leaving, so they come after the errors of the other rules.
+        def leave_document(self, *_args: Any) -> None:
+            for error in self.refusals:
+                self.report_error(error)
 
     return OperationLimitsRule

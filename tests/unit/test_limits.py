@@ -223,6 +223,24 @@ async def test_too_many_fields_are_refused_with_their_code() -> None:
     assert codes(result) == ["TOO_MANY_FIELDS"]
 
 
+async def test_a_document_past_the_field_limit_is_refused_before_other_rules_compare_its_fields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # graphql-core's OverlappingFieldsCanBeMergedRule is quadratic in alike fields.
+    from graphql.validation.rules import overlapping_fields_can_be_merged as overlapping
+
+    def never(*_args: Any) -> Any:
+        raise AssertionError("compared fields of a document already refused")
+
+    monkeypatch.setattr(overlapping, "find_conflicts_within_selection_set", never)
+    query = "{ " + " ".join(f'product(id: "{i}") {{ id }}' for i in range(260)) + " }"
+
+    result = await run(query)
+
+    assert result.data is None
+    assert codes(result) == ["TOO_MANY_FIELDS"]
+
+
 async def test_a_query_too_costly_is_refused_before_anything_runs() -> None:
     lines = "lines { sku productName quantity unitPrice { amount currency } }"
     query = (
