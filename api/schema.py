@@ -112,7 +112,7 @@ class BicameralSchema(strawberry.Schema):
     Elasticsearch, a consistency wait, a database call). Parsing and
     validation are synchronous and cannot be interrupted, which is why the
     token limit bounds the document and api/limits.py measures it in time
-    linear in its size: no document can make them slow."""
+    linear in its size (its docstring says what it leaves to graphql-core)."""
 
     async def execute(
         self,
