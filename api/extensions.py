@@ -1,5 +1,5 @@
 """Schema extensions: stable error codes, masked internals, and the
-read-your-writes report in the response's `extensions`."""
+read-your-writes report and the operation's cost in the response's `extensions`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.types.graphql import OperationType
 
-__all__ = ["ConsistencyReport", "MaskInternalErrors", "UserError", "with_error_codes"]
+from api.limits import measure_operation
+
+__all__ = ["ConsistencyReport", "CostReport", "MaskInternalErrors", "UserError", "with_error_codes"]
 
 log = logging.getLogger("api.errors")
 
@@ -65,6 +68,8 @@ def with_error_codes(errors: list[GraphQLError] | None) -> None:
         if "code" not in extensions:
             if _is_internal(error):
                 extensions["code"] = "INTERNAL_SERVER_ERROR"
+            elif error.message.startswith("Syntax Error: Document contains more than"):
+                extensions["code"] = "TOO_MANY_TOKENS"  # graphql-core's max_tokens
             elif error.message.startswith("Syntax Error"):
                 extensions["code"] = "GRAPHQL_PARSE_FAILED"
             else:
@@ -83,3 +88,24 @@ class ConsistencyReport(SchemaExtension):
         if not stale:
             return {}
         return {"consistency": {"stale": True, "reads": stale}}
+
+
+class CostReport(SchemaExtension):
+    """Puts the cost api/limits.py computed for the operation that runs in
+    `extensions.cost` (and so on the execution context, where a rate limiter can
+    read it). Measured documents are remembered, so this costs a lookup."""
+
+    def __init__(self, max_cost: int) -> None:
+        self.max_cost = max_cost
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.operation_type is not OperationType.SUBSCRIPTION:
+            measures = measure_operation(context.schema._schema, document, context.operation_name)
+            if measures is not None:
+                context.extensions_results["cost"] = {
+                    "requested": measures.cost,
+                    "limit": self.max_cost,
+                }
+        yield

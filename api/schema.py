@@ -6,23 +6,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
 from strawberry.extensions.disable_introspection import DisableIntrospection
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import ExecutionContext
+from strawberry.types.graphql import OperationType
 
-from api.extensions import ConsistencyReport, MaskInternalErrors, with_error_codes
+from api.extensions import ConsistencyReport, CostReport, MaskInternalErrors, with_error_codes
+from api.limits import Limits, limits_rule
 from api.mutations.adjust_stock import adjust_stock
 from api.mutations.cancel_order import cancel_order
 from api.mutations.change_price import change_price
@@ -36,20 +39,33 @@ from api.mutations.register_customer import register_customer
 from api.mutations.ship_order import ship_order
 from api.mutations.update_product import update_product
 from api.queries import Query
+from api.settings import Settings
 from api.subscriptions import Subscription
 
 __all__ = ["LIMITS", "build_schema", "schema"]
 
-# Refused before execution; they hold against fragments too (strawberry >= 0.315.7).
-LIMITS = {"max_depth": 10, "max_aliases": 30, "max_tokens": 5000}
+# Refused before execution, counted with every fragment spread expanded
+# (api/limits.py says how, and docs/graphql.md lists them with their codes).
+LIMITS = {
+    "max_depth": 10,
+    "max_aliases": 30,
+    "max_fields": 500,
+    "max_cost": 100_000,
+    "max_tokens": 5000,
+}
 
-
-# The limiters' validation rules, made once: each limiter instance makes new rule
-# classes, and the validation cache is keyed by them, so rules made per request
-# would never hit the cache (measured: every request paid 5-7 ms of validation).
+# The limits' validation rule, made once: the validation cache is keyed by the
+# rule classes, so a rule made per request would never hit the cache (measured
+# with the former limiters: every request paid 5-7 ms of validation).
 _LIMIT_RULES = [
-    *QueryDepthLimiter(max_depth=LIMITS["max_depth"]).validation_rules,
-    *MaxAliasesLimiter(max_alias_count=LIMITS["max_aliases"]).validation_rules,
+    limits_rule(
+        Limits(
+            max_depth=LIMITS["max_depth"],
+            max_aliases=LIMITS["max_aliases"],
+            max_fields=LIMITS["max_fields"],
+            max_cost=LIMITS["max_cost"],
+        )
+    )
 ]
 
 
@@ -69,11 +85,81 @@ class Mutation:
     cancel_order = strawberry.mutation(resolver=cancel_order)
 
 
+def _deadline(context: Any) -> float:
+    """The request's deadline in seconds, from the settings its context carries."""
+    settings = getattr(getattr(context, "app", None), "settings", None)
+    return float(getattr(settings, "request_timeout", Settings.request_timeout))
+
+
+def _deadline_exceeded(seconds: float) -> ExecutionResult:
+    return ExecutionResult(
+        data=None,
+        errors=[
+            GraphQLError(
+                f"The operation did not finish within its deadline of {seconds:g} s. "
+                "A mutation may or may not have been applied: send it again with the "
+                "same idempotencyKey.",
+                extensions={"code": "DEADLINE_EXCEEDED"},
+            )
+        ],
+    )
+
+
 class BicameralSchema(strawberry.Schema):
-    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        result = await super().execute(*args, **kwargs)
+    """Every error gets its code, and every query or mutation its deadline.
+
+    The deadline cancels the operation at its next await (a read from
+    Elasticsearch, a consistency wait, a database call). Parsing and
+    validation are synchronous and cannot be interrupted, which is why the
+    token limit bounds the document and api/limits.py measures it in time
+    linear in its size (its docstring says what it leaves to graphql-core)."""
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        seconds = _deadline(context_value)
+        try:
+            async with asyncio.timeout(seconds):
+                result = await super().execute(
+                    query,
+                    variable_values=variable_values,
+                    context_value=context_value,
+                    root_value=root_value,
+                    operation_name=operation_name,
+                    allowed_operation_types=allowed_operation_types,
+                    operation_extensions=operation_extensions,
+                )
+        except TimeoutError:
+            result = _deadline_exceeded(seconds)
         with_error_codes(result.errors)
         return result
+
+    async def _stream_non_subscription(
+        self, execution_context: ExecutionContext, *args: Any, **kwargs: Any
+    ) -> AsyncGenerator[Any, None]:
+        """A query or mutation sent over a WebSocket gets the same deadline. (A
+        subscription has none: it may rightly wait hours for its next change.)"""
+        seconds = _deadline(execution_context.context)
+        results = super()._stream_non_subscription(execution_context, *args, **kwargs)
+        try:
+            async with asyncio.timeout(seconds):
+                first = await anext(results)
+        except TimeoutError:
+            await results.aclose()
+            yield _deadline_exceeded(seconds)
+            return
+        except StopAsyncIteration:
+            return
+        yield first
+        async for result in results:
+            yield result
 
 
 def build_schema(*, mask_errors: bool = True, introspection: bool = True) -> strawberry.Schema:
@@ -86,6 +172,7 @@ def build_schema(*, mask_errors: bool = True, introspection: bool = True) -> str
         lambda: ValidationCache(maxsize=1024),
         lambda: MaskInternalErrors(mask=mask_errors),
         ConsistencyReport,
+        lambda: CostReport(max_cost=LIMITS["max_cost"]),
     ]
     if not introspection:
         extensions.append(DisableIntrospection)

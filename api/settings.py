@@ -48,6 +48,8 @@ class Settings:
     feed_lease_seconds: float = 15.0
     # Longest a query waits for its consistencyToken before answering stale (seconds).
     consistency_timeout: float = 5.0
+    # Longest one query or mutation may run (seconds); keep it above CONSISTENCY_TIMEOUT.
+    request_timeout: float = 10.0
     # How long an idempotency key remembers its first result (hours).
     idempotency_ttl_hours: float = 24.0
     # Changes a subscriber may have waiting; one that falls further behind is closed.
@@ -73,6 +75,7 @@ class Settings:
             ("feed_linger", 0 <= self.feed_linger < math.inf, "0 or more"),
             ("feed_lease_seconds", 0 < self.feed_lease_seconds < math.inf, "above 0"),
             ("consistency_timeout", 0 <= self.consistency_timeout < math.inf, "0 or more"),
+            ("request_timeout", 0 < self.request_timeout < math.inf, "above 0"),
             ("idempotency_ttl_hours", 0 < self.idempotency_ttl_hours < math.inf, "above 0"),
         ]
         for name, ok, wanted in checks:

@@ -1,0 +1,366 @@
+"""What one operation may ask for, measured in time linear in the document.
+
+One pass measures each operation of a document: its depth, its aliases, its
+fields and its cost. A fragment is measured once, from its own selection set,
+and its measures are reused at every spread; so a fragment that spreads
+another twice, thirty times over, costs thirty small sums here, not 2^30
+walks (the strawberry limiters this replaces walked every spread again, and
+one 1.2 KB document held the event loop for minutes).
+
+Counts are "as expanded": a fragment spread twice counts its fields twice,
+which is what the client asked for, so the fragment bomb is refused for its
+2^30 aliases and fields although the executor would merge them.
+
+Depth counts the levels of fields below the root fields: `{ product { price
+{ amount } } }` is 2 deep.
+
+The cost model, kept simple so a client can work it out by hand:
+
+- every field costs 1 plus the cost of its selection times a multiplier;
+- the multiplier of a field with a `first` argument is that argument: the
+  number given, the argument's default when it is left out, or
+  `PAGE_SIZE_CAP` when it is a variable (validation does not see variables);
+- a list field without `first` multiplies by `LIST_SIZE`; the `edges` of a
+  connection (a list on a type named `...Connection`) are the page that the
+  connection's `first` already counted, so they multiply by 1;
+- every other field multiplies by 1.
+
+So the cost is about the most values the answer can hold. Introspection
+(`__schema`, `__type`) counts towards aliases, fields and cost like any
+other field, but not towards depth: graphql-core's MaxIntrospectionDepthRule
+bounds its lists, and the type-reference chain GraphiQL asks for is deeper
+than any query of this schema needs.
+
+What this does not bound: graphql-core's own OverlappingFieldsCanBeMergedRule
+compares fields that share a response name pairwise, so within these limits
+a crafted document still costs it up to about a second (measured: 240 inline
+fragments each selecting `readModel { indexedUpTo }`). A document past the
+field limit is refused before that rule runs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+    get_named_type,
+    get_nullable_type,
+    is_list_type,
+)
+from graphql.type import (
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    SchemaMetaFieldDef,
+    TypeMetaFieldDef,
+)
+from graphql.validation.validate import ValidationAbortedError  # not re-exported
+
+__all__ = [
+    "LIST_SIZE",
+    "PAGE_SIZE_CAP",
+    "Limits",
+    "Measures",
+    "limits_rule",
+    "measure_document",
+    "measure_operation",
+]
+
+# Items a list without `first` is counted as holding (facets, tags, order lines...).
+LIST_SIZE = 10
+# A `first` given as a variable counts as the largest page the read side serves.
+PAGE_SIZE_CAP = 100
+# Counts stop growing here: past every limit, they only need to stay cheap to add.
+_SATURATED = 10**12
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = 10
+    max_aliases: int = 30
+    max_fields: int = 500
+    max_cost: int = 100_000
+
+
+@dataclass(frozen=True)
+class Measures:
+    depth: int = 0
+    aliases: int = 0
+    fields: int = 0
+    cost: int = 0
+
+    def __add__(self, other: Measures) -> Measures:
+        """Two selections side by side: the deeper depth, the other counts summed."""
+        return Measures(
+            depth=max(self.depth, other.depth),
+            aliases=_cap(self.aliases + other.aliases),
+            fields=_cap(self.fields + other.fields),
+            cost=_cap(self.cost + other.cost),
+        )
+
+
+_NOTHING = Measures()
+
+
+def _cap(value: int) -> int:
+    return min(value, _SATURATED)
+
+
+class _Measurer:
+    """Measures every operation of one document, each fragment once."""
+
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode) -> None:
+        self.schema = schema
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self.measured: dict[str, Measures] = {}
+        for name in self._dependencies_first():
+            fragment = self.fragments[name]
+            condition = schema.get_type(fragment.type_condition.name.value)
+            self.measured[name] = self._selections(fragment.selection_set, condition)
+
+    def _dependencies_first(self) -> list[str]:
+        """Fragment names, each after every fragment it spreads. Iterative, so a long
+        chain of fragments cannot exhaust the stack; a spread that closes a cycle is
+        left out (it measures as nothing, and NoFragmentCyclesRule reports it)."""
+        order: list[str] = []
+        state: dict[str, str] = {}  # "open" while its spreads are walked, then "done"
+        for root in self.fragments:
+            if root in state:
+                continue
+            state[root] = "open"
+            stack = [(root, iter(_spreads(self.fragments[root].selection_set)))]
+            while stack:
+                name, spreads = stack[-1]
+                following = next(spreads, None)
+                if following is None:
+                    stack.pop()
+                    state[name] = "done"
+                    order.append(name)
+                elif following in self.fragments and following not in state:
+                    state[following] = "open"
+                    stack.append(
+                        (following, iter(_spreads(self.fragments[following].selection_set)))
+                    )
+        return order
+
+    def operation(self, operation: OperationDefinitionNode) -> Measures:
+        root = self.schema.get_root_type(operation.operation)
+        measures = self._selections(operation.selection_set, root)
+        # Depth counts the levels below the root fields, as the limit always has:
+        # `{ product { price { amount } } }` is 2 deep.
+        return replace(measures, depth=max(measures.depth - 1, 0))
+
+    def _selections(self, selection_set: SelectionSetNode, parent: Any) -> Measures:
+        # Recursion here follows the nesting of one definition, which the parser
+        # bounds (MAX_NESTING_DEPTH); fragments are looked up, never entered.
+        total = _NOTHING
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total += self._field(selection, parent)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = (
+                    self.schema.get_type(selection.type_condition.name.value)
+                    if selection.type_condition
+                    else parent
+                )
+                total += self._selections(selection.selection_set, condition)
+            elif isinstance(selection, FragmentSpreadNode):
+                total += self.measured.get(selection.name.value, _NOTHING)
+        return total
+
+    def _field(self, node: FieldNode, parent: Any) -> Measures:
+        definition = _definition(self.schema, parent, node.name.value)
+        inner = _NOTHING
+        if node.selection_set:
+            child = get_named_type(definition.type) if definition else None
+            inner = self._selections(node.selection_set, child)
+        introspection = node.name.value in ("__schema", "__type")
+        return Measures(
+            depth=1 if introspection else 1 + inner.depth,
+            aliases=_cap((1 if node.alias else 0) + inner.aliases),
+            fields=_cap(1 + inner.fields),
+            cost=_cap(1 + _multiplier(node, definition, parent) * inner.cost),
+        )
+
+
+def _spreads(selection_set: SelectionSetNode) -> list[str]:
+    """The fragments spread anywhere inside one selection set, in order."""
+    names: list[str] = []
+    pending = [selection_set]
+    while pending:
+        for selection in pending.pop().selections:
+            if isinstance(selection, FragmentSpreadNode):
+                names.append(selection.name.value)
+            elif isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set:
+                pending.append(selection.selection_set)
+    return names
+
+
+def _definition(schema: GraphQLSchema, parent: Any, name: str) -> GraphQLField | None:
+    """The field's definition, or None where the document names what the schema
+    lacks (validation reports that; the field still counts, as a leaf)."""
+    if name == "__schema" and parent is schema.query_type:
+        return SchemaMetaFieldDef
+    if name == "__type" and parent is schema.query_type:
+        return TypeMetaFieldDef
+    if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+        found: GraphQLField | None = parent.fields.get(name)
+        return found
+    return None
+
+
+def _multiplier(node: FieldNode, definition: GraphQLField | None, parent: Any) -> int:
+    if definition is None:
+        return 1
+    if "first" in definition.args:
+        given = next((a.value for a in node.arguments or () if a.name.value == "first"), None)
+        if given is None:
+            default = definition.args["first"].default_value
+            return max(default, 0) if isinstance(default, int) else PAGE_SIZE_CAP
+        if isinstance(given, IntValueNode):
+            return _cap(max(int(given.value), 0))
+        return PAGE_SIZE_CAP  # a variable (or a value validation refuses)
+    if is_list_type(get_nullable_type(definition.type)):
+        is_page = isinstance(parent, GraphQLNamedType) and parent.name.endswith("Connection")
+        return 1 if is_page else LIST_SIZE
+    return 1
+
+
+# Documents measured lately, by identity: the parser cache hands the same document
+# object to every request with the same text, so the rule (on a validation cache
+# miss) and the cost report (on every request) share one measurement.
+_RECENT: OrderedDict[int, tuple[DocumentNode, GraphQLSchema, dict[str | None, Measures]]] = (
+    OrderedDict()
+)
+_RECENT_SIZE = 1024
+
+
+def measure_document(schema: GraphQLSchema, document: DocumentNode) -> dict[str | None, Measures]:
+    """Each operation's measures, by operation name (None for an anonymous one)."""
+    key = id(document)
+    found = _RECENT.get(key)
+    if found is not None and found[0] is document and found[1] is schema:
+        _RECENT.move_to_end(key)
+        return found[2]
+    measurer = _Measurer(schema, document)
+    measures = {
+        (d.name.value if d.name else None): measurer.operation(d)
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode)
+    }
+    _RECENT[key] = (document, schema, measures)
+    if len(_RECENT) > _RECENT_SIZE:
+        _RECENT.popitem(last=False)
+    return measures
+
+
+def measure_operation(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> Measures | None:
+    """The measures of the operation that runs: the named one, or the only one."""
+    measures = measure_document(schema, document)
+    if operation_name is None and len(measures) == 1:
+        return next(iter(measures.values()))
+    return measures.get(operation_name)
+
+
+def _refusals(measures: Measures, limits: Limits, where: str) -> list[tuple[str, str]]:
+    refusals = []
+    if measures.depth > limits.max_depth:
+        refusals.append(
+            (
+                "QUERY_TOO_DEEP",
+                f"{where} nests {measures.depth} levels deep; it exceeds maximum operation "
+                f"depth of {limits.max_depth}.",
+            )
+        )
+    if measures.aliases > limits.max_aliases:
+        refusals.append(
+            (
+                "TOO_MANY_ALIASES",
+                f"{where} has {_count(measures.aliases)} aliases with its fragments "
+                f"expanded. Allowed: {limits.max_aliases}.",
+            )
+        )
+    if measures.fields > limits.max_fields:
+        refusals.append(
+            (
+                "TOO_MANY_FIELDS",
+                f"{where} selects {_count(measures.fields)} fields with its fragments "
+                f"expanded. Allowed: {limits.max_fields}.",
+            )
+        )
+    if measures.cost > limits.max_cost:
+        refusals.append(
+            (
+                "QUERY_TOO_COMPLEX",
+                f"{where} costs {_count(measures.cost)}, counting each list by its "
+                f"`first` or {LIST_SIZE} items. Allowed: {limits.max_cost}.",
+            )
+        )
+    return refusals
+
+
+def _count(value: int) -> str:
+    return f"over {_SATURATED:,}" if value >= _SATURATED else f"{value:,}"
+
+
+def limits_rule(limits: Limits) -> type[ASTValidationRule]:
+    """A validation rule refusing each operation of a document past `limits`.
+
+    Make it once: the validation cache is keyed by the rule classes."""
+
+    class OperationLimitsRule(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.refusals: list[GraphQLError] = []
+
+        def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+            # The document is the first node visited, so this runs before any
+            # other rule has looked at a field.
+            measures = measure_document(self.context.schema, node)
+            operations = {
+                (d.name.value if d.name else None): d
+                for d in node.definitions
+                if isinstance(d, OperationDefinitionNode)
+            }
+            for name, measured in measures.items():
+                where = f"Operation '{name}'" if name else "The operation"
+                self.refusals += [
+                    GraphQLError(message, operations[name], extensions={"code": code})
+                    for code, message in _refusals(measured, limits, where)
+                ]
+            if any((e.extensions or {}).get("code") == "TOO_MANY_FIELDS" for e in self.refusals):
+                # graphql-core's OverlappingFieldsCanBeMergedRule compares fields
+                # pairwise (measured: 400 alike fields, 1 s), so a document past
+                # the field limit is refused before it runs. The abort is how
+                # graphql-core's own `validate` stops early: it keeps the errors.
+                *reported, last = self.refusals
+                for error in reported:
+                    self.report_error(error)
+                raise ValidationAbortedError(last.message, last.nodes, extensions=last.extensions)
+
+        # Otherwise on leaving, so they come after the errors of the other rules.
+        def leave_document(self, *_args: Any) -> None:
+            for error in self.refusals:
+                self.report_error(error)
+
+    return OperationLimitsRule
