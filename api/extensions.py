@@ -78,16 +78,22 @@ def with_error_codes(errors: list[GraphQLError] | None) -> None:
 
 
 class ConsistencyReport(SchemaExtension):
-    """Says in `extensions.consistency` when a read answered before its token."""
+    """Says in `extensions.consistency` when a read answered before its token, and
+    which documents its token produced that the read model set aside (quarantined)."""
 
     def on_operation(self) -> Iterator[None]:
         yield
 
     def get_results(self) -> dict[str, Any]:
-        stale = getattr(self.execution_context.context, "stale", None)
-        if not stale:
-            return {}
-        return {"consistency": {"stale": True, "reads": stale}}
+        context = self.execution_context.context
+        stale = getattr(context, "stale", None)
+        quarantined = getattr(context, "quarantined", None)
+        report: dict[str, Any] = {}
+        if stale:
+            report.update(stale=True, reads=stale)
+        if quarantined:
+            report["quarantined"] = quarantined
+        return {"consistency": report} if report else {}
 
 
 class CostReport(SchemaExtension):

@@ -134,6 +134,9 @@ async def test_a_token_whose_document_was_quarantined_answers_at_once_and_says_s
     assert context.quarantined == [
         {"field": "product", "token": str(token), "readModel": "products", "id": poisoned}
     ]
+    # The client hears of it in the response's extensions.
+    assert result.extensions is not None
+    assert result.extensions["consistency"] == {"quarantined": context.quarantined}
     # A token of a write that went in is not flagged, nor is another read model's.
     for read, token_of in (("product", fine.position), ("customers", token)):
         other = Context(app=app, request=None)
