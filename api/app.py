@@ -21,6 +21,7 @@ from api.http import GraphQLView
 from api.metrics import metrics_endpoint
 from api.schema import build_schema
 from api.settings import Settings
+from api.shutdown import exit_after_signal
 
 __all__ = ["create_app"]
 
@@ -84,6 +85,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Requests get SHUTDOWN_TIMEOUT, stopping the worker and the hub up to 10 s more.
+        exit_after_signal(settings.shutdown_timeout + 15)
         await app.start()
         if load_demo:
             await demo.load_demo(app)

@@ -41,7 +41,7 @@ class Settings:
     # Largest request body, and WebSocket message, the API reads (bytes); larger gets 413.
     max_body_bytes: int = 1_048_576
     # Seconds requests in flight get to finish after SIGTERM before they are cancelled.
-    shutdown_timeout: float = 5.0
+    shutdown_timeout: int = 5
     # Run the feed worker inside the API process (default: yes on SQLite, no elsewhere).
     embedded_worker: bool | None = None
     # Events the feed worker reads and projects per batch.
@@ -75,7 +75,7 @@ class Settings:
             ("search_node_port", 1 <= self.search_node_port <= 65535, "a port from 1 to 65535"),
             ("web_concurrency", self.web_concurrency >= 1, "at least 1"),
             ("max_body_bytes", self.max_body_bytes >= 1024, "at least 1024"),
-            ("shutdown_timeout", 0 <= self.shutdown_timeout < math.inf, "0 or more"),
+            ("shutdown_timeout", self.shutdown_timeout >= 0, "0 or more"),
             ("feed_batch_size", self.feed_batch_size >= 1, "at least 1"),
             ("subscriber_queue_size", self.subscriber_queue_size >= 1, "at least 1"),
             ("feed_poll_interval", 0 < self.feed_poll_interval < math.inf, "above 0"),
