@@ -206,6 +206,22 @@ async def test_an_operation_refused_before_it_starts_gets_an_error_not_silence(
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_the_operation_past_the_limit_of_one_connection_gets_a_coded_error(
+    server: Server, protocol: str
+) -> None:
+    ws = await connect(server, protocol)
+    try:
+        for n in range(100):
+            await ws.send(start(protocol, str(n), {"query": "subscription { changes { id } }"}))
+        await ws.send(start(protocol, "101st", {"query": "subscription { changes { id } }"}))
+        [error] = await answers(ws, "101st")
+        assert error["type"] == "error"
+        assert error_codes(error) == ["TOO_MANY_OPERATIONS"]
+    finally:
+        await ws.close()
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
 async def test_queries_and_mutations_run_over_both_websocket_protocols(
     server: Server, protocol: str
 ) -> None:
