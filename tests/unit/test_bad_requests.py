@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.http import MAX_JSON_DEPTH, RequestRefused, load_json, select_operation
+from api.requests import MAX_JSON_DEPTH, RequestRefused, load_json, select_operation
 from api.settings import Settings
 
 LIMIT = Settings().max_body_bytes  # the default, 1 MiB
