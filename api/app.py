@@ -13,21 +13,22 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from strawberry.asgi import GraphQL
 
 from api import demo
 from api.bootstrap import Bicameral, build
 from api.context import Context
+from api.http import GraphQLView
 from api.metrics import metrics_endpoint
 from api.schema import build_schema
 from api.settings import Settings
+from api.shutdown import exit_after_signal
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
 
-class BicameralGraphQL(GraphQL[Context, None]):
+class BicameralGraphQL(GraphQLView):
     def __init__(self, app: Bicameral, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bicameral = app
@@ -79,10 +80,13 @@ def create_app(
         # default; this adds the legacy protocol's keep-alive messages.
         keep_alive=True,
         keep_alive_interval=15,
+        max_body_bytes=settings.max_body_bytes,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Requests get SHUTDOWN_TIMEOUT, stopping the worker and the hub up to 10 s more.
+        exit_after_signal(settings.shutdown_timeout + 15)
         await app.start()
         if load_demo:
             await demo.load_demo(app)
@@ -99,7 +103,8 @@ def create_app(
 
     starlette = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches the view, so a PUT gets a GraphQL-shaped 405 too.
+            Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", _healthz),
             Route("/readyz", _readyz(app)),

@@ -1,6 +1,6 @@
 """`bicameral`: the one console script.
 
-  bicameral serve [--demo]            the API (and, on SQLite, the feed worker)
+  bicameral serve [--demo] [--workers N]  the API (and, on SQLite, the feed worker)
   bicameral worker                    the feed worker alone
   bicameral migrate                   create or upgrade the write database
   bicameral search-node ...           a local Elasticsearch node (start|stop|status|logs)
@@ -40,20 +40,74 @@ def _logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
 
 
-def _serve(settings: Settings, demo: bool) -> int:
+def _serve(settings: Settings, demo: bool, workers: int | None) -> int:
     import uvicorn
 
-    from api.app import create_app
-
-    starlette = create_app(settings, load_demo=demo)
+    problem = asyncio.run(_prepare_to_serve(settings, demo))
+    if problem:
+        print(f"bicameral serve: {problem}", file=sys.stderr)
+        return 1
+    # An import string and a factory, so that uvicorn's own process model can run
+    # several processes: each child calls `create_app()`, which reads the same
+    # environment as this process did.
     uvicorn.run(
-        starlette,
+        "api.app:create_app",
+        factory=True,
+        workers=workers or settings.web_concurrency,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        # After SIGTERM, requests in flight get this long, then they are cancelled
+        # (uvicorn waits for them forever by default).
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+        # One WebSocket message is held to the same bound as one HTTP body.
+        ws_max_size=settings.max_body_bytes,
     )
     return 0
+
+
+async def _prepare_to_serve(settings: Settings, demo: bool) -> str | None:
+    """Why the API cannot serve this write database, or None once it can.
+
+    An embedded SQLite file is migrated here (it is the default set-up, and one
+    process owns it); any other database must be migrated by its operator, so an
+    old or empty one is named rather than half-used. Done once, before uvicorn
+    starts its workers. The demo data is loaded here too, for the same reason."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from api.bootstrap import build
+    from writemodel.database import create_engine
+    from writemodel.migrate import alembic_config, migrate
+
+    engine = create_engine(settings.write_database_url)
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        if settings.is_sqlite:
+            await migrate(engine)
+        else:
+            async with engine.connect() as conn:
+                current = await conn.run_sync(
+                    lambda sync: set(MigrationContext.configure(sync).get_current_heads())
+                )
+            newest = set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+            if current != newest:
+                state = "has no schema" if not current else "is not at the newest schema"
+                return f"the write database {url} {state}; run `bicameral migrate` first"
+    except Exception as error:  # one clear line, not a traceback
+        return f"cannot use the write database {url}: {type(error).__name__}: {error}"[:500]
+    finally:
+        await engine.dispose()
+    if demo:
+        from api.demo import load_demo
+
+        app = build(settings, embedded_worker=False)
+        try:
+            await load_demo(app)
+        finally:
+            await app.stop()
+    return None
 
 
 async def _worker(settings: Settings) -> int:
@@ -246,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the API (GraphiQL at /graphql)")
     serve.add_argument("--demo", action="store_true", help="load a few demo products first")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="API processes (default: WEB_CONCURRENCY, 1); see README.md before using more",
+    )
     commands.add_parser("worker", help="run the feed worker alone")
     commands.add_parser("migrate", help="create or upgrade the write database's schema")
     node = commands.add_parser("search-node", help="a local Elasticsearch node", add_help=False)
@@ -288,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     _logging(settings.log_level)
     if args.command == "serve":
-        return _serve(settings, args.demo)
+        if args.workers is not None and args.workers < 1:
+            parser.error("--workers must be at least 1")
+        return _serve(settings, args.demo, args.workers)
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "worker":
             return asyncio.run(_worker(settings))

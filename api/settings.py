@@ -36,6 +36,12 @@ class Settings:
     host: str = "127.0.0.1"
     # Port `bicameral serve` listens on.
     port: int = 8000
+    # API processes `bicameral serve` runs (uvicorn's workers); `--workers` overrides it.
+    web_concurrency: int = 1
+    # Largest request body, and WebSocket message, the API reads (bytes); larger gets 413.
+    max_body_bytes: int = 1_048_576
+    # Seconds requests in flight get to finish after SIGTERM before they are cancelled.
+    shutdown_timeout: int = 5
     # Run the feed worker inside the API process (default: yes on SQLite, no elsewhere).
     embedded_worker: bool | None = None
     # Events the feed worker reads and projects per batch.
@@ -69,6 +75,9 @@ class Settings:
         checks = [
             ("port", 1 <= self.port <= 65535, "a port from 1 to 65535"),
             ("search_node_port", 1 <= self.search_node_port <= 65535, "a port from 1 to 65535"),
+            ("web_concurrency", self.web_concurrency >= 1, "at least 1"),
+            ("max_body_bytes", self.max_body_bytes >= 1024, "at least 1024"),
+            ("shutdown_timeout", self.shutdown_timeout >= 0, "0 or more"),
             ("feed_batch_size", self.feed_batch_size >= 1, "at least 1"),
             ("subscriber_queue_size", self.subscriber_queue_size >= 1, "at least 1"),
             ("feed_poll_interval", 0 < self.feed_poll_interval < math.inf, "above 0"),
