@@ -14,6 +14,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import strawberry
@@ -28,6 +29,7 @@ from api.settings import Settings
 from tools import pg_server
 from writemodel.database import create_engine
 from writemodel.migrate import migrate
+from writemodel.sql_unit_of_work import SqlUnitOfWork
 from writemodel.tables import products
 
 DOCUMENTED = {"WRITE_DATABASE_UNAVAILABLE", "COMMIT_OUTCOME_UNKNOWN"}
@@ -372,3 +374,57 @@ async def test_a_lock_timeout_answers_write_database_unavailable_and_writes_noth
         assert price == 100
     finally:
         await engine.dispose()
+
+
+class ConcurrentWriterBeforeTheSave(SqlUnitOfWork):
+    """Another transaction commits a newer version of the row just before this unit
+    of work saves it: the race a guarded UPDATE loses at commit, made certain."""
+
+    def __init__(self, engine: AsyncEngine, other: AsyncEngine) -> None:
+        super().__init__(engine)
+        self.other = other
+
+    async def _save(self, aggregate: Any, table: Any, *args: Any) -> None:
+        if table is products:
+            async with self.other.begin() as conn:
+                await conn.execute(
+                    text("UPDATE products SET version = version + 1 WHERE id = :id"),
+                    {"id": aggregate.id},
+                )
+        await super()._save(aggregate, table, *args)
+
+
+@pytest.mark.postgres
+async def test_a_version_conflict_found_at_commit_reports_the_version_it_ran_into(
+    schema: strawberry.Schema, pg_app: Bicameral, own_database: str
+) -> None:
+    answers = Answers()
+    await _create(schema, pg_app, answers, "RACE-1", None)
+    product_id = answers.acknowledged["RACE-1"]
+    other = create_engine(own_database)
+    pg_app.commands.unit_of_work = lambda: ConcurrentWriterBeforeTheSave(pg_app.engine, other)
+    try:
+        result = await schema.execute(
+            """
+            mutation Change($input: ChangePriceInput!) {
+              changePrice(input: $input) {
+                __typename
+                ... on VersionConflictError { code expectedVersion actualVersion }
+              }
+            }
+            """,
+            variable_values={
+                "input": {"productId": product_id, "price": 555, "expectedVersion": 1}
+            },
+            context_value=Context(app=pg_app, request=None),
+        )
+    finally:
+        await other.dispose()
+
+    assert result.errors is None, result.errors
+    assert result.data["changePrice"] == {
+        "__typename": "VersionConflictError",
+        "code": "VERSION_CONFLICT",
+        "expectedVersion": 1,
+        "actualVersion": 2,
+    }
