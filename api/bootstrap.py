@@ -80,6 +80,7 @@ class Bicameral:
         self._worker_task: asyncio.Task[None] | None = None
         self._listener: PostgresWakeup | None = None
         self._hub_running = False
+        self._lag: asyncio.Future[list[ProjectionLag]] | None = None
 
     @staticmethod
     def now() -> datetime:
@@ -147,7 +148,20 @@ class Bicameral:
 
     async def lag(self) -> list[ProjectionLag]:
         """Each projection's lag, read from the write database in a few short reads;
-        WriteDatabaseUnavailable when it cannot be read."""
+        WriteDatabaseUnavailable when it cannot be read.
+
+        Callers that ask while a read is under way share it: the read holds up to
+        two pooled connections, and `readModel` is open to every client, so twenty
+        at once would otherwise take the whole pool (each holding one, waiting for
+        a second). Its answer is at most one read older than the question."""
+        if self._lag is None or self._lag.done():
+            self._lag = asyncio.ensure_future(self._read_lag())
+            # Retrieved here too, so a read whose callers all gave up logs nothing.
+            self._lag.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # Shielded: one caller's cancellation (its deadline) must not end the others'.
+        return await asyncio.shield(self._lag)
+
+    async def _read_lag(self) -> list[ProjectionLag]:
         try:
             return await self.worker.lag()
         except WriteDatabaseUnavailable:

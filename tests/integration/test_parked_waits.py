@@ -168,3 +168,22 @@ async def test_a_token_beyond_the_outbox_head_answers_stale_at_once(
         (read,) = result.extensions["consistency"]["reads"]
         assert (read["token"], read["reached"]) == (str(head + 1_000_000), str(head))
     assert all(r.data["products"]["totalCount"] == 1 for r in results)
+
+
+async def test_many_concurrent_read_model_questions_share_their_reads_and_starve_nobody(
+    schema: strawberry.Schema, parking: Bicameral
+) -> None:
+    app = parking
+    await create(schema, app, "S-0")
+    await app.worker.run_until_caught_up()
+
+    # Each lag read holds two pooled connections at once: forty unshared reads
+    # would hold every connection of the pool and wait for more.
+    async with asyncio.timeout(SLACK):
+        statuses = await asyncio.gather(
+            *(execute(schema, app, "{ readModel { indexedUpTo } }") for _ in range(PARKED)),
+            create(schema, app, "S-1"),
+        )
+    *reads, token = statuses
+    assert all(int(r.data["readModel"]["indexedUpTo"]) > 0 for r in reads)
+    assert token > int(reads[0].data["readModel"]["indexedUpTo"])
