@@ -72,8 +72,10 @@ class Progress:
         # Checkpoint name -> the highest position a read has seen it at.
         self.positions: dict[str, int] = {}
         self.head = 0
-        # The last read's failure, while the write database cannot be read.
+        # The last read's failure, while the write database cannot be read, and
+        # the number of that read.
         self.error: BaseException | None = None
+        self.failed_read = 0
         self.reads = 0  # reads started so far
         self._waiters: set[_Waiter] = set()
         self._poke = asyncio.Event()
@@ -102,7 +104,8 @@ class Progress:
             async with asyncio.timeout(timeout):
                 result = await asyncio.shield(waiter.done)
         except TimeoutError:
-            if self.error is not None:
+            # Only a read made for this wait may fail it, not an outage long past.
+            if self.error is not None and self.failed_read >= waiter.first_read:
                 raise WriteDatabaseUnavailable(
                     "the write database, which records how far the read models have come, "
                     "could not be reached"
@@ -132,9 +135,13 @@ class Progress:
             try:
                 await self.read()
             except Exception as error:
-                if not is_database_fault(error):
-                    log.exception("reading the read models' progress failed")
+                if self.error is None:  # once per outage, not once per poll
+                    if is_database_fault(error):
+                        log.warning("cannot read the read models' progress: %s", error)
+                    else:
+                        log.exception("reading the read models' progress failed")
                 self.error = error
+                self.failed_read = read
             else:
                 self.error = None
                 self._answer(read)
