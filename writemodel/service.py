@@ -111,13 +111,16 @@ class CommandService:
                     handler, command, idempotency_key, digest, correlation_id
                 )
             except WriteDatabaseUnavailable as error:
-                if unanswered is not None:
-                    raise CommitOutcomeUnknown(str(unanswered)) from error
-                if not isinstance(error, ConnectionLost):
-                    raise  # cannot connect, or it refused: retrying now would not help
-                # COMMIT was never sent, so nothing was written: run it all again.
-                reconnects += 1
-                if reconnects > self.max_reconnects or attempt >= self.max_attempts:
+                # Lost before COMMIT was sent, so nothing was written: run it all
+                # again on a new connection. Cannot connect, or it refused: retrying
+                # at once would not help.
+                retry = isinstance(error, ConnectionLost)
+                if retry:
+                    reconnects += 1
+                    retry = reconnects <= self.max_reconnects and attempt < self.max_attempts
+                if not retry:
+                    if unanswered is not None:
+                        raise CommitOutcomeUnknown(str(unanswered)) from error
                     raise
                 log.warning("retrying %s on a new connection: the last one broke", name)
             except (ConcurrencyConflict, TransientConflict) as lost:

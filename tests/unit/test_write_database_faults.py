@@ -19,6 +19,7 @@ from writemodel.database import fault_kind
 from writemodel.service import CommandService
 from writemodel.unit_of_work import (
     CommitOutcomeUnknown,
+    ConnectionLost,
     TransientConflict,
     UnitOfWork,
     WriteDatabaseUnavailable,
@@ -164,3 +165,34 @@ async def test_a_command_that_keeps_losing_to_deadlocks_ends_as_unavailable(
         await service.execute(c.ReceiveStock(product_id, 5))
 
     assert store.state() == state
+
+
+class LosesOneConnectionAfterTheFirstCommit(FakeUnitOfWork):
+    """After the store's signal, the next unit of work finds its connection dead."""
+
+    dead: int = 0
+
+    async def __aenter__(self) -> UnitOfWork:
+        if LosesOneConnectionAfterTheFirstCommit.dead:
+            LosesOneConnectionAfterTheFirstCommit.dead -= 1
+            raise ConnectionLost("connection reset by peer")
+        return await super().__aenter__()
+
+
+async def test_a_retry_by_key_that_finds_another_dead_connection_still_settles_by_the_key(
+    store: FakeStore, product_id: str
+) -> None:
+    service = CommandService(
+        lambda: LosesOneConnectionAfterTheFirstCommit(store), clock=FakeClock()
+    )
+
+    async def lose_the_answer() -> None:
+        LosesOneConnectionAfterTheFirstCommit.dead = 1
+        raise CommitOutcomeUnknown("connection reset by peer")
+
+    store.after_next_commit(lose_the_answer)
+
+    outcome = await service.execute(c.ReceiveStock(product_id, 5), idempotency_key="k1")
+
+    assert outcome.replayed is True  # the first did commit, and the key said so
+    assert store.stocks[product_id].on_hand == 15
