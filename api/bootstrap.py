@@ -17,14 +17,16 @@ from api.settings import Settings
 from readmodel.checkpoints import Checkpoints
 from readmodel.feed import Applied, FeedWorker, ProjectionLag
 from readmodel.notifications import APPLIED_CHANNEL, ChangeHub
+from readmodel.progress import Progress
 from readmodel.projections import default_projections
 from readmodel.reader import Reader
 from readmodel.setup import ensure_indexes
 from readmodel.wakeup import PostgresWakeup
-from writemodel.database import create_engine, is_postgres
+from writemodel.database import create_engine, is_database_fault, is_postgres
 from writemodel.outbox import NOTIFY_CHANNEL
 from writemodel.service import CommandService
 from writemodel.sql_unit_of_work import SqlUnitOfWork
+from writemodel.unit_of_work import WriteDatabaseUnavailable
 
 __all__ = ["Bicameral", "build"]
 
@@ -45,7 +47,14 @@ class Bicameral:
             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
         )
         self.checkpoints = Checkpoints(self.engine)
-        self.reader = Reader(self.search, self.checkpoints, index_prefix=settings.index_prefix)
+        # The one watcher every consistency wait of this process parks on.
+        self.progress = Progress(self.engine)
+        self.reader = Reader(
+            self.search,
+            self.checkpoints,
+            index_prefix=settings.index_prefix,
+            progress=self.progress,
+        )
         self.worker = FeedWorker(
             self.engine,
             self.search,
@@ -71,6 +80,7 @@ class Bicameral:
         self._worker_task: asyncio.Task[None] | None = None
         self._listener: PostgresWakeup | None = None
         self._hub_running = False
+        self._lag: asyncio.Future[list[ProjectionLag]] | None = None
 
     @staticmethod
     def now() -> datetime:
@@ -82,9 +92,14 @@ class Bicameral:
             self.worker.wake()
 
     async def _applied(self, _applied: Applied) -> None:
-        """A batch is searchable: tell this process's subscribers (the worker's
-        NOTIFY, sent with its checkpoints, tells other processes')."""
-        self.hub.poke()
+        """A batch is searchable: tell this process's subscribers and parked reads
+        (the worker's NOTIFY, sent with its checkpoints, tells other processes')."""
+        self.read_side_moved()
+
+    def read_side_moved(self) -> None:
+        self.progress.poke()
+        if self._hub_running:
+            self.hub.poke()
 
     async def start(self, *, subscriptions: bool = True) -> None:
         """Create missing indexes; start the change hub and, if embedded, the worker.
@@ -97,15 +112,16 @@ class Bicameral:
             await ensure_indexes(self.search, self.settings.index_prefix)
         except Exception as error:
             log.warning("Elasticsearch not ready (%s); the worker will create indexes", error)
-        channels: dict[str, Callable[[], None]] = {}
+        # Parked consistency waits hear of other processes' workers too, with or
+        # without subscriptions.
+        channels: dict[str, Callable[[], None]] = {APPLIED_CHANNEL: self.read_side_moved}
         if subscriptions:
             await self.hub.start()
             self._hub_running = True
-            channels[APPLIED_CHANNEL] = self.hub.poke
         if self.runs_worker:
             channels[NOTIFY_CHANNEL] = self.worker.wake
             self._worker_task = asyncio.create_task(self.worker.run(), name="feed-worker")
-        if channels and is_postgres(self.engine):
+        if is_postgres(self.engine):
             self._listener = PostgresWakeup(self.engine.url, channels)
             self._listener.start()
 
@@ -126,11 +142,34 @@ class Bicameral:
         if self._hub_running:
             await self.hub.stop()
             self._hub_running = False
+        await self.progress.stop()
         await self.search.close()
         await self.engine.dispose()
 
     async def lag(self) -> list[ProjectionLag]:
-        return await self.worker.lag()
+        """Each projection's lag, read from the write database in a few short reads;
+        WriteDatabaseUnavailable when it cannot be read.
+
+        Callers that ask while a read is under way share it: the read holds up to
+        two pooled connections, and `readModel` is open to every client, so twenty
+        at once would otherwise take the whole pool (each holding one, waiting for
+        a second). Its answer is at most one read older than the question."""
+        if self._lag is None or self._lag.done():
+            self._lag = asyncio.ensure_future(self._read_lag())
+            # Retrieved here too, so a read whose callers all gave up logs nothing.
+            self._lag.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # Shielded: one caller's cancellation (its deadline) must not end the others'.
+        return await asyncio.shield(self._lag)
+
+    async def _read_lag(self) -> list[ProjectionLag]:
+        try:
+            return await self.worker.lag()
+        except WriteDatabaseUnavailable:
+            raise
+        except Exception as error:
+            if not is_database_fault(error):
+                raise
+            raise WriteDatabaseUnavailable(str(error).splitlines()[0]) from error
 
 
 def build(settings: Settings | None = None, *, embedded_worker: bool | None = None) -> Bicameral:

@@ -12,6 +12,7 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from api.limits import measure_operation
+from writemodel.unit_of_work import WriteDatabaseUnavailable
 
 __all__ = ["ConsistencyReport", "CostReport", "MaskInternalErrors", "UserError", "with_error_codes"]
 
@@ -28,9 +29,26 @@ class UserError(GraphQLError):
         super().__init__(message, extensions=extensions)
 
 
+# Faults with a documented code (docs/graphql.md, "When the write database fails"):
+# not internal errors, but their own words replace the driver's.
+_FAULTS: dict[type[Exception], tuple[str, str]] = {
+    WriteDatabaseUnavailable: (
+        "WRITE_DATABASE_UNAVAILABLE",
+        "the write database could not be reached; try again",
+    ),
+}
+
+
+def _fault(error: GraphQLError) -> tuple[str, str] | None:
+    for kind, answer in _FAULTS.items():
+        if isinstance(error.original_error, kind):
+            return answer
+    return None
+
+
 def _is_internal(error: GraphQLError) -> bool:
     original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
+    return original is not None and not isinstance(original, GraphQLError) and not _fault(error)
 
 
 class MaskInternalErrors(MaskErrors):
@@ -65,6 +83,9 @@ def with_error_codes(errors: list[GraphQLError] | None) -> None:
         original = error.original_error
         if isinstance(original, GraphQLError) and original.extensions:
             extensions.update(original.extensions)
+        if fault := _fault(error):
+            extensions["code"], error.message = fault
+            log.warning("%s at %s: %s", fault[0], error.path, original)
         if "code" not in extensions:
             if _is_internal(error):
                 extensions["code"] = "INTERNAL_SERVER_ERROR"

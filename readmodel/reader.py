@@ -1,12 +1,12 @@
 """Runs the query builders against the read models' aliases.
 
 Also answers "indexed up to": where each projection is, for read-your-writes.
+Waits for a consistency token go through the process's one `Progress`
+watcher (readmodel/progress.py), never a poll loop of their own.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from elasticsearch import AsyncElasticsearch, NotFoundError
 
 from readmodel.checkpoints import Checkpoints
 from readmodel.indexes import INDEXES
+from readmodel.progress import Progress
 from readmodel.queries import (
     OrderFilter,
     OrderSort,
@@ -45,6 +46,9 @@ class Staleness:
 
     wanted: int
     reached: int
+    # The wanted position is beyond the outbox head: no wait could reach it, so
+    # the read answered at once instead of waiting out its bound.
+    beyond_head: bool = False
 
     @property
     def behind(self) -> int:
@@ -58,12 +62,13 @@ class Reader:
         checkpoints: Checkpoints,
         *,
         index_prefix: str,
-        poll_interval: float = 0.02,
+        progress: Progress | None = None,
     ) -> None:
         self.client = client
         self.checkpoints = checkpoints
         self.prefix = index_prefix
-        self.poll_interval = poll_interval
+        # Shared by every wait of the process; the composition root passes its own.
+        self.progress = progress or Progress(checkpoints.engine)
 
     def alias(self, name: str) -> str:
         return INDEXES[name].alias(self.prefix)
@@ -143,15 +148,16 @@ class Reader:
         return await self.checkpoints.reached(names)
 
     async def wait_for(self, position: int, names: list[str], timeout: float) -> Staleness | None:
-        """Wait until the projections reach `position`; None when they did, else how far off."""
-        deadline = time.monotonic() + timeout
-        while True:
-            reached = await self.reached(names)
-            if reached >= position:
-                return None
-            if time.monotonic() >= deadline:
-                return Staleness(position, reached)
-            await asyncio.sleep(self.poll_interval)
+        """Wait until the projections reach `position`; None when they did, else how far off.
+
+        Returns after `timeout` at the latest, holding no database connection while
+        it waits; at once when `position` is beyond the outbox head. Raises
+        WriteDatabaseUnavailable when the bound passed with the checkpoints unreadable.
+        """
+        waited = await self.progress.wait(position, names, timeout)
+        if waited is None:
+            return None
+        return Staleness(position, waited.reached, waited.beyond_head)
 
 
 def _facets(aggregations: dict[str, Any]) -> dict[str, list[tuple[Any, int]]]:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["create_engine", "is_postgres"]
+__all__ = [
+    "POOL_TIMEOUT_SECONDS",
+    "create_engine",
+    "fault_kind",
+    "is_database_fault",
+    "is_postgres",
+]
 
 
 def is_postgres(engine: AsyncEngine) -> bool:
@@ -19,6 +27,16 @@ def is_postgres(engine: AsyncEngine) -> bool:
 # Pooled connections are replaced after this long, before a server or a proxy
 # between us would drop them for idleness.
 POOL_RECYCLE_SECONDS = 1800
+
+# How long a request waits for a pooled connection before it is told the write
+# database is unavailable (SQLAlchemy's default is 30 s): a saturated pool should
+# fail a request fast and clearly, not hold it, and everyone behind it, for half
+# a minute.
+POOL_TIMEOUT_SECONDS = 5.0
+
+# How long SQLite waits for the write lock before it gives up ("database is
+# locked"); the command then fails as WRITE_DATABASE_UNAVAILABLE.
+SQLITE_BUSY_SECONDS = 30
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -30,7 +48,11 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # command service runs that command again (docs/write-side.md, "Lost connections"),
     # and SQLAlchemy then replaces every connection older than the failure.
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=POOL_RECYCLE_SECONDS
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
     )
 
 
@@ -38,7 +60,9 @@ def _sqlite_engine(url: str) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, pool_timeout=POOL_TIMEOUT_SECONDS
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -48,7 +72,7 @@ def _sqlite_engine(url: str) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -63,3 +87,83 @@ def _sqlite_engine(url: str) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+# --- what a failure of the write database means -------------------------------
+
+# SQLSTATEs of a connection that is gone or going: class 08 (connection
+# exception), admin_shutdown, crash_shutdown, cannot_connect_now (the server is
+# starting or shutting down), idle_in_transaction_session_timeout.
+_LOST_STATES = {"57P01", "57P02", "57P03", "25P03"}
+# The server refused or gave up on the work, the connection still usable:
+# query_canceled (a statement_timeout too), lock_not_available, and class 53
+# (insufficient resources: too many connections, out of memory, disk full).
+_REFUSED_STATES = {"57014", "55P03"}
+
+
+def fault_kind(error: BaseException) -> Literal["lost", "unavailable"] | None:
+    """Whether `error` is the write database failing rather than the statement being
+    wrong: "lost" when the connection broke (or could not be made), "unavailable"
+    when the database refused or timed out with the connection intact, None for
+    anything else (a constraint, a bug), which must not be mistaken for an outage.
+    """
+    lost = unavailable = False
+    for link in _chain(error):
+        state = getattr(link, "sqlstate", None) or getattr(link, "pgcode", None)
+        if isinstance(state, str):
+            if state.startswith("08") or state in _LOST_STATES:
+                lost = True
+            elif state.startswith("53") or state in _REFUSED_STATES:
+                unavailable = True
+            else:
+                return None  # the server answered with an error of another kind
+        if isinstance(link, sa_exc.DBAPIError) and link.connection_invalidated:
+            lost = True
+        elif isinstance(link, sa_exc.TimeoutError):  # no pooled connection came free
+            unavailable = True
+        elif (
+            # refused, reset, unreachable; a connect that did not finish; a driver's
+            # closed connection
+            isinstance(link, OSError | EOFError | TimeoutError)
+            or type(link).__name__ in _DRIVER_LOST
+            or _closed(link)
+        ):
+            lost = True
+        elif isinstance(link, sa_exc.OperationalError) and _sqlite_busy(link):
+            unavailable = True
+    if lost:
+        return "lost"
+    return "unavailable" if unavailable else None
+
+
+def is_database_fault(error: BaseException) -> bool:
+    return fault_kind(error) is not None
+
+
+# asyncpg's and the adapters' names for a connection that is closed or closing.
+_DRIVER_LOST = {"ConnectionDoesNotExistError", "ConnectionFailureError"}
+
+
+def _closed(error: BaseException) -> bool:
+    # asyncpg's InterfaceError also says "another operation is in progress" (a
+    # bug of ours, not an outage); only its closed-connection kind is a fault.
+    return type(error).__name__ == "InterfaceError" and "closed" in str(error).lower()
+
+
+def _sqlite_busy(error: sa_exc.OperationalError) -> bool:
+    message = str(error.orig).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """The error, what SQLAlchemy wrapped (`orig`) and its causes."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        link = todo.pop(0)
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        # Not __context__: an error raised while handling another is not caused by it.
+        todo += [getattr(link, "orig", None), link.__cause__]

@@ -30,6 +30,7 @@ from writemodel.unit_of_work import (
     Remember,
     TransientConflict,
     UnitOfWork,
+    WriteDatabaseUnavailable,
 )
 
 __all__ = ["CommandOutcome", "CommandService", "IdempotencyKeyReused"]
@@ -100,39 +101,64 @@ class CommandService:
         digest = request_hash(command) if idempotency_key else ""
         guarded = getattr(command, "expected_version", None) is not None
         attempt = reconnects = 0
+        # Set once a COMMIT went unanswered: from then on, whatever stops the retries
+        # by key, the caller must hear that the command may have been applied.
+        unanswered: CommitOutcomeUnknown | None = None
         while True:
             attempt += 1
             try:
                 return await self._attempt(
                     handler, command, idempotency_key, digest, correlation_id
                 )
+            except WriteDatabaseUnavailable as error:
+                # Lost before COMMIT was sent, so nothing was written: run it all
+                # again on a new connection. Cannot connect, or it refused: retrying
+                # at once would not help.
+                retry = isinstance(error, ConnectionLost)
+                if retry:
+                    reconnects += 1
+                    retry = reconnects <= self.max_reconnects and attempt < self.max_attempts
+                if not retry:
+                    if unanswered is not None:
+                        raise CommitOutcomeUnknown(str(unanswered)) from error
+                    raise
+                log.warning("retrying %s on a new connection: the last one broke", name)
             except (ConcurrencyConflict, TransientConflict) as lost:
                 # Another writer won the race for a row (or the database broke a
                 # deadlock). Nothing was written; a command that named no version
                 # runs again from the start, its checks included. One that named
                 # a version gets the conflict: its premise is gone.
                 conflict = isinstance(lost, ConcurrencyConflict)
-                if (conflict and guarded) or attempt >= self.max_attempts:
+                if conflict and guarded:
                     raise
+                if attempt >= self.max_attempts:
+                    if unanswered is not None:
+                        raise CommitOutcomeUnknown(str(unanswered)) from lost
+                    if conflict:
+                        raise
+                    # Deadlocks or serialization failures every time: nothing was
+                    # written, and the database is too contended to say more.
+                    raise WriteDatabaseUnavailable(
+                        f"{name} lost {attempt} races in a row: {lost}"
+                    ) from lost
                 log.info("retrying %s after a concurrent write", name)
                 # The unit of work has rolled back and let go of its connection
                 # (on SQLite, of the write lock) before this wait.
                 await asyncio.sleep(random.uniform(0, min(self.max_backoff, 0.002 * 2**attempt)))
-            except IdempotencyRace:
+            except IdempotencyRace as race:
                 if attempt >= self.max_attempts:
-                    raise
+                    if unanswered is not None:
+                        raise CommitOutcomeUnknown(str(unanswered)) from race
+                    raise WriteDatabaseUnavailable(
+                        f"{name}: its idempotency key stayed contended for {attempt} attempts"
+                    ) from race
                 # The other request won: the next attempt replays its result.
-            except ConnectionLost:
-                # COMMIT was never sent, so nothing was written: run it all again.
-                reconnects += 1
-                if reconnects > self.max_reconnects or attempt >= self.max_attempts:
-                    raise
-                log.warning("retrying %s on a new connection: the last one broke", name)
-            except CommitOutcomeUnknown:
+            except CommitOutcomeUnknown as error:
                 # The command may or may not have been applied. Running it again
                 # could apply it twice, unless it carries an idempotency key: its
                 # key commits with its state, so the next attempt replays the
                 # first if that committed, and applies the command if not.
+                unanswered = unanswered or error
                 reconnects += 1
                 if not idempotency_key or reconnects > self.max_reconnects:
                     raise

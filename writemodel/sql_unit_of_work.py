@@ -18,7 +18,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Insert, Table, Update, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Column,
+    Insert,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,6 +40,7 @@ from domain.order import Order, OrderLine, OrderStatus
 from domain.product import Product, ProductStatus
 from domain.stock import Stock
 from writemodel import outbox
+from writemodel.database import fault_kind
 from writemodel.outbox import as_utc
 from writemodel.tables import customers, idempotency_keys, order_lines, orders, products, stock
 from writemodel.unit_of_work import (
@@ -43,6 +55,7 @@ from writemodel.unit_of_work import (
     StockRepository,
     TransientConflict,
     UnitOfWork,
+    WriteDatabaseUnavailable,
 )
 
 __all__ = ["SqlUnitOfWork"]
@@ -84,13 +97,16 @@ class _Saves:
     key: str
     insert: Insert
     update: Update
+    # The row's version now: what a guarded UPDATE that matched nothing ran into.
+    version: Select[int]
 
 
 def _saves(table: Table, key: Column[str]) -> _Saves:
     guarded = update(table).where(
         key == bindparam("where_key"), table.c.version == bindparam("where_version")
     )
-    return _Saves(key.name, insert(table), guarded)
+    version = select(table.c.version).where(key == bindparam("where_key"))
+    return _Saves(key.name, insert(table), guarded, version)
 
 
 _SAVES = {
@@ -205,12 +221,20 @@ class SqlUnitOfWork(UnitOfWork):
         self.conn: AsyncConnection | None = None
 
     async def __aenter__(self) -> SqlUnitOfWork:
-        self.conn = await self.engine.connect()
+        try:
+            self.conn = await self.engine.connect()
+        except Exception as error:
+            # Refused, shutting down, starting up, no pooled connection came free:
+            # nothing was sent, and trying again at once would not help.
+            if fault_kind(error) is None:
+                raise
+            raise WriteDatabaseUnavailable(_describe(error)) from error
         try:
             await self.conn.begin()  # on SQLite, BEGIN IMMEDIATE may time out
-        except BaseException:
-            await self.conn.close()
-            self.conn = None
+        except BaseException as error:
+            await self._close()
+            if isinstance(error, Exception) and (meant := _before_commit(error)):
+                raise meant from error
             raise
         self.products = SqlProducts(self.conn)
         self.stocks = SqlStocks(self.conn)
@@ -221,14 +245,27 @@ class SqlUnitOfWork(UnitOfWork):
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         try:
             await self.rollback()
+        except Exception:
+            if exc is None:
+                raise
+            # A failed ROLLBACK must not hide the error that brought us here.
         finally:
-            if self.conn is not None:
-                await self.conn.close()
-                self.conn = None
+            await self._close()
         # The handler's loads run on this connection too, outside `commit`; a broken
-        # connection surfaces from them here, and COMMIT was never sent.
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-            raise ConnectionLost(_headline(exc)) from exc
+        # connection or a timeout surfaces from them here, and COMMIT was never sent.
+        meant = _before_commit(exc) if isinstance(exc, Exception) else None
+        if meant is not None and not isinstance(exc, _REPORTED):
+            raise meant from exc
+
+    async def _close(self) -> None:
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            try:
+                await conn.close()
+            except Exception as error:
+                # A connection that broke is invalidated and dropped from the pool.
+                if fault_kind(error) is None:
+                    raise
 
     @property
     def connection(self) -> AsyncConnection:
@@ -340,17 +377,24 @@ class SqlUnitOfWork(UnitOfWork):
         except IntegrityError as error:
             await self.rollback()
             raise _integrity_error(error, self._new_skus()) from error
-        except DBAPIError as error:
-            await self.rollback()
-            if error.connection_invalidated:
+        except Exception as error:
+            kind = fault_kind(error)
+            try:
+                await self.rollback()
+            except Exception:
+                if kind is None:
+                    raise
+            if isinstance(error, DBAPIError) and _lost_race(error):
+                raise TransientConflict(_headline(error)) from error
+            if kind == "lost" and committing:
                 # Before COMMIT went out, the server rolls the transaction back when
                 # the connection goes. While it was in flight, the server may have
                 # committed and the answer been lost on the way.
-                if committing:
-                    raise CommitOutcomeUnknown(_headline(error)) from error
-                raise ConnectionLost(_headline(error)) from error
-            if _lost_race(error):
-                raise TransientConflict(_headline(error)) from error
+                raise CommitOutcomeUnknown(_describe(error)) from error
+            if meant := _before_commit(error):
+                # Lost before COMMIT, or a refusal the server answered (a timeout,
+                # a lock): the transaction is rolled back.
+                raise meant from error
             raise
         for repo in self.repositories():
             for aggregate in repo.seen.values():
@@ -386,7 +430,12 @@ class SqlUnitOfWork(UnitOfWork):
             },
         )
         if result.rowcount != 1:
-            raise ConcurrencyConflict(type(aggregate).__name__, aggregate.id, loaded, None)
+            # Another transaction committed a newer version first. Each statement
+            # reads what is committed by its start (READ COMMITTED; on SQLite the
+            # write lock makes this unreachable), so this one sees that version;
+            # None only if the row is gone, which no command does.
+            actual = (await conn.execute(saves.version, {"where_key": aggregate.id})).scalar()
+            raise ConcurrencyConflict(type(aggregate).__name__, aggregate.id, loaded, actual)
 
     def _new_skus(self) -> set[str]:
         return {self.products.seen[id].sku for id in self.products.new}
@@ -438,6 +487,27 @@ def _lost_race(error: DBAPIError) -> bool:
     orig = error.orig
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return code in _RETRYABLE_SQLSTATES
+
+
+# Errors the unit of work has already said what they mean.
+_REPORTED = (WriteDatabaseUnavailable, CommitOutcomeUnknown, TransientConflict, IdempotencyRace)
+
+
+def _before_commit(error: Exception) -> WriteDatabaseUnavailable | None:
+    """What a database failure before COMMIT was sent means (nothing was written);
+    None when `error` is not the database failing."""
+    kind = fault_kind(error)
+    if kind == "lost":
+        return ConnectionLost(_describe(error))  # a new connection may do
+    if kind == "unavailable":
+        return WriteDatabaseUnavailable(_describe(error))
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    # The driver's first line: enough to log, never a query's values.
+    text = str(getattr(error, "orig", None) or error) or type(error).__name__
+    return text.splitlines()[0]
 
 
 def _headline(error: DBAPIError) -> str:

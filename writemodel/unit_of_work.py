@@ -34,6 +34,7 @@ __all__ = [
     "StockRepository",
     "TransientConflict",
     "UnitOfWork",
+    "WriteDatabaseUnavailable",
 ]
 
 A = TypeVar("A", bound=Aggregate)
@@ -105,7 +106,13 @@ class TransientConflict(Exception):
     failure); nothing was written and the whole command can run again."""
 
 
-class ConnectionLost(Exception):
+class WriteDatabaseUnavailable(Exception):
+    """The write database could not do the work: no connection could be opened or
+    taken from the pool, the server is starting or shutting down, a statement or
+    lock timed out. Nothing was written; the caller may try again later."""
+
+
+class ConnectionLost(WriteDatabaseUnavailable):
     """The connection to the database broke before COMMIT was sent: the database
     rolls the transaction back, nothing was written, and the whole command can
     run again on a new connection."""
@@ -174,7 +181,8 @@ class UnitOfWork(ABC):
         outbox head when the command changed nothing. A broken connection is
         reported as ConnectionLost (before COMMIT was sent; loads in the
         handler report it too, as the unit of work exits) or as
-        CommitOutcomeUnknown (while COMMIT was in flight)."""
+        CommitOutcomeUnknown (while COMMIT was in flight); a database that cannot
+        be reached or refuses the work as WriteDatabaseUnavailable."""
 
     @abstractmethod
     async def rollback(self) -> None:

@@ -13,7 +13,7 @@ from domain.commands import Command
 from domain.errors import DomainError, InvalidInput
 from domain.rules import TextMustBeClean
 from writemodel.service import CommandOutcome
-from writemodel.unit_of_work import CommitOutcomeUnknown, ConnectionLost
+from writemodel.unit_of_work import CommitOutcomeUnknown, WriteDatabaseUnavailable
 
 __all__ = ["MAX_KEY_LENGTH", "execute"]
 
@@ -45,13 +45,17 @@ async def execute(
         )
     except DomainError as error:
         return to_error(error)
-    except ConnectionLost:
-        # Retried by the command service already; nothing was written.
+    except WriteDatabaseUnavailable as error:
+        # Cannot connect, shutting down, pool exhausted, a timeout, or a connection
+        # lost before COMMIT (retried by the command service already): nothing was
+        # written (docs/graphql.md, "When the write database fails").
+        log.warning("write database unavailable: %s", error)
         raise GraphQLError(
             "the write database could not be reached; nothing was written, try again",
             extensions={"code": "WRITE_DATABASE_UNAVAILABLE"},
         ) from None
-    except CommitOutcomeUnknown:
+    except CommitOutcomeUnknown as error:
+        log.warning("commit outcome unknown: %s", error)
         raise GraphQLError(
             "the connection to the write database broke while this change was being "
             "committed: it may or may not have been applied. Send it with an "
