@@ -12,7 +12,7 @@ rule): before the repetition and fragment limits, the worst documents within
 the other limits took 0.35 s (250 alike fields), 0.7-0.9 s (250 inline
 fragments of one field), 1.1-1.3 s (250-500 fragments sharing a field) and
 0.4 s (500 fragments sharing nothing); now the worst refused document takes
-10 ms and the worst validated in full about 70 ms (831 operations spreading
+10 ms and the worst validated in full about 90 ms (831 operations spreading
 one fragment, linear), the pairwise shapes a few ms. The deadline below only
 detects a blow-up; it measures no speed.
 """
