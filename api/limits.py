@@ -31,11 +31,21 @@ other field, but not towards depth: graphql-core's MaxIntrospectionDepthRule
 bounds its lists, and the type-reference chain GraphiQL asks for is deeper
 than any query of this schema needs.
 
-What this does not bound: graphql-core's own OverlappingFieldsCanBeMergedRule
-compares fields that share a response name pairwise, so within these limits
-a crafted document still costs it up to about a second (measured: 240 inline
-fragments each selecting `readModel { indexedUpTo }`). A document past the
-field limit is refused before that rule runs.
+Beyond the operations, the pass bounds what makes graphql-core's own rules
+slow, so that the whole validation of any document that passes is small:
+
+- every fragment definition, used or not, is within the field limit (the
+  rules walk unused fragments too);
+- at most `max_repeated` fields merge into one response path
+  (api/document_shape.py: OverlappingFieldsCanBeMergedRule compares them
+  pairwise);
+- at most `max_fragments` fragment definitions (the same rule compares the
+  fragments a selection spreads pairwise: 500 fragments with nothing in
+  common, 0.9 s).
+
+A document past any limit is refused before graphql-core's rules walk it,
+with only the limits' errors. Worst whole validations measured within the
+limits: see tests/unit/test_validation_cost.py.
 """
 
 from __future__ import annotations
@@ -45,19 +55,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from graphql import (
-    ASTValidationRule,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLError,
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    ValidationContext,
-    ValidationRule,
     get_named_type,
     get_nullable_type,
     is_list_type,
@@ -70,14 +76,11 @@ from graphql.type import (
     SchemaMetaFieldDef,
     TypeMetaFieldDef,
 )
-from graphql.validation.validate import ValidationAbortedError  # not re-exported
 
 __all__ = [
     "LIST_SIZE",
     "PAGE_SIZE_CAP",
-    "Limits",
     "Measures",
-    "limits_rule",
     "measure_document",
     "measure_operation",
 ]
@@ -88,14 +91,6 @@ LIST_SIZE = 10
 PAGE_SIZE_CAP = 100
 # Counts stop growing here: past every limit, they only need to stay cheap to add.
 _SATURATED = 10**12
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_depth: int = 10
-    max_aliases: int = 30
-    max_fields: int = 500
-    max_cost: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -131,7 +126,8 @@ class _Measurer:
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         self.measured: dict[str, Measures] = {}
-        for name in self._dependencies_first():
+        self.order = self._dependencies_first()
+        for name in self.order:
             fragment = self.fragments[name]
             condition = schema.get_type(fragment.type_condition.name.value)
             self.measured[name] = self._selections(fragment.selection_set, condition)
@@ -280,87 +276,3 @@ def measure_operation(
     if operation_name is None and len(measures) == 1:
         return next(iter(measures.values()))
     return measures.get(operation_name)
-
-
-def _refusals(measures: Measures, limits: Limits, where: str) -> list[tuple[str, str]]:
-    refusals = []
-    if measures.depth > limits.max_depth:
-        refusals.append(
-            (
-                "QUERY_TOO_DEEP",
-                f"{where} nests {measures.depth} levels deep; it exceeds maximum operation "
-                f"depth of {limits.max_depth}.",
-            )
-        )
-    if measures.aliases > limits.max_aliases:
-        refusals.append(
-            (
-                "TOO_MANY_ALIASES",
-                f"{where} has {_count(measures.aliases)} aliases with its fragments "
-                f"expanded. Allowed: {limits.max_aliases}.",
-            )
-        )
-    if measures.fields > limits.max_fields:
-        refusals.append(
-            (
-                "TOO_MANY_FIELDS",
-                f"{where} selects {_count(measures.fields)} fields with its fragments "
-                f"expanded. Allowed: {limits.max_fields}.",
-            )
-        )
-    if measures.cost > limits.max_cost:
-        refusals.append(
-            (
-                "QUERY_TOO_COMPLEX",
-                f"{where} costs {_count(measures.cost)}, counting each list by its "
-                f"`first` or {LIST_SIZE} items. Allowed: {limits.max_cost}.",
-            )
-        )
-    return refusals
-
-
-def _count(value: int) -> str:
-    return f"over {_SATURATED:,}" if value >= _SATURATED else f"{value:,}"
-
-
-def limits_rule(limits: Limits) -> type[ASTValidationRule]:
-    """A validation rule refusing each operation of a document past `limits`.
-
-    Make it once: the validation cache is keyed by the rule classes."""
-
-    class OperationLimitsRule(ValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            self.refusals: list[GraphQLError] = []
-
-        def enter_document(self, node: DocumentNode, *_args: Any) -> None:
-            # The document is the first node visited, so this runs before any
-            # other rule has looked at a field.
-            measures = measure_document(self.context.schema, node)
-            operations = {
-                (d.name.value if d.name else None): d
-                for d in node.definitions
-                if isinstance(d, OperationDefinitionNode)
-            }
-            for name, measured in measures.items():
-                where = f"Operation '{name}'" if name else "The operation"
-                self.refusals += [
-                    GraphQLError(message, operations[name], extensions={"code": code})
-                    for code, message in _refusals(measured, limits, where)
-                ]
-            if any((e.extensions or {}).get("code") == "TOO_MANY_FIELDS" for e in self.refusals):
-                # graphql-core's OverlappingFieldsCanBeMergedRule compares fields
-                # pairwise (measured: 400 alike fields, 1 s), so a document past
-                # the field limit is refused before it runs. The abort is how
-                # graphql-core's own `validate` stops early: it keeps the errors.
-                *reported, last = self.refusals
-                for error in reported:
-                    self.report_error(error)
-                raise ValidationAbortedError(last.message, last.nodes, extensions=last.extensions)
-
-        # Otherwise on leaving, so they come after the errors of the other rules.
-        def leave_document(self, *_args: Any) -> None:
-            for error in self.refusals:
-                self.report_error(error)
-
-    return OperationLimitsRule

@@ -25,7 +25,7 @@ from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from api.extensions import ConsistencyReport, CostReport, MaskInternalErrors, with_error_codes
-from api.limits import Limits, limits_rule
+from api.limits_rule import Limits, limits_rule
 from api.mutations.adjust_stock import adjust_stock
 from api.mutations.cancel_order import cancel_order
 from api.mutations.change_price import change_price
@@ -51,6 +51,8 @@ LIMITS = {
     "max_aliases": 30,
     "max_fields": 500,
     "max_cost": 100_000,
+    "max_repeated": 10,
+    "max_fragments": 100,
     "max_tokens": 5000,
 }
 
@@ -64,6 +66,8 @@ _LIMIT_RULES = [
             max_aliases=LIMITS["max_aliases"],
             max_fields=LIMITS["max_fields"],
             max_cost=LIMITS["max_cost"],
+            max_repeated=LIMITS["max_repeated"],
+            max_fragments=LIMITS["max_fragments"],
         )
     )
 ]
