@@ -21,6 +21,8 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from api.settings import Settings, SettingsError
 
@@ -355,14 +357,34 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             return asyncio.run(_worker(settings))
         if args.command == "migrate":
-            return asyncio.run(_migrate(settings))
+            return _one_shot(_migrate(settings))
         if args.command == "readmodel" and args.action == "status":
-            return asyncio.run(_readmodel_status(settings))
+            return _one_shot(_readmodel_status(settings))
         if args.command == "readmodel" and args.action == "rebuild":
-            return asyncio.run(_readmodel_rebuild(settings, args.names))
+            return _one_shot(_readmodel_rebuild(settings, args.names))
         if args.command == "readmodel" and args.action == "quarantine":
             ids = None if args.verb == "list" or args.all else args.ids
-            return asyncio.run(_readmodel_quarantine(settings, args.verb, ids))
+            return _one_shot(_readmodel_quarantine(settings, args.verb, ids))
+    return 1
+
+
+def _one_shot(command: Coroutine[Any, Any, int]) -> int:
+    """Run an operator's command; a service it cannot reach is one line on stderr
+    and exit status 1, not a traceback."""
+    from elastic_transport import ConnectionError as SearchUnreachable
+
+    from writemodel.database import is_database_fault
+    from writemodel.unit_of_work import WriteDatabaseUnavailable
+
+    try:
+        return asyncio.run(command)
+    except SearchUnreachable as error:
+        print(f"bicameral: Elasticsearch cannot be reached: {error}", file=sys.stderr)
+    except Exception as error:
+        if not (isinstance(error, WriteDatabaseUnavailable) or is_database_fault(error)):
+            raise
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"bicameral: the write database cannot be reached: {reason}", file=sys.stderr)
     return 1
 
 

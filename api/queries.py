@@ -17,7 +17,7 @@ from api.connections import (
 )
 from api.context import Context
 from api.extensions import UserError
-from api.types import Customer, Order, OrderStatus, Product, ProductStatus
+from api.types import Customer, Long, Order, OrderStatus, Product, ProductStatus
 from readmodel.queries import InvalidQuery, OrderFilter, OrderSort, ProductFilter, ProductSort
 
 __all__ = ["Query"]
@@ -98,9 +98,9 @@ class ProductSuggestion:
 @strawberry.type(description="How far one read model has got behind the write side.")
 class ProjectionStatus:
     name: str
-    position: int = strawberry.field(description="Applied and searchable up to this position.")
-    head: int = strawberry.field(description="The newest event of the write side.")
-    lag_events: int
+    position: Long = strawberry.field(description="Applied and searchable up to this position.")
+    head: Long = strawberry.field(description="The newest event of the write side.")
+    lag_events: Long
     lag_seconds: float
     owner: str | None
 
@@ -108,7 +108,7 @@ class ProjectionStatus:
 @strawberry.type
 class ReadModelStatus:
     projections: list[ProjectionStatus]
-    indexed_up_to: int = strawberry.field(
+    indexed_up_to: Long = strawberry.field(
         description="Every read model has applied events up to this consistency token."
     )
     checked_at: datetime

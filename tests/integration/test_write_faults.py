@@ -14,16 +14,18 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import strawberry
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
 
 import writemodel.database
 from api.bootstrap import Bicameral, build
 from api.context import Context
+from api.metrics import metrics_endpoint
 from api.schema import build_schema
 from api.settings import Settings
 from tools import pg_server
@@ -212,7 +214,10 @@ async def test_a_stopped_or_crashed_server_under_load_answers_only_the_documente
         status = await schema.execute(READ_MODEL, context_value=context)
         async with asyncio.timeout(HANG):
             waited = await schema.execute(PRODUCTS, context_value=context)
+        # /metrics still answers, and says the write database is down.
+        scrape = await metrics_endpoint(pg_app)(cast(Request, None))
         await asyncio.to_thread(_start, own_server)
+        scrape_after = await metrics_endpoint(pg_app)(cast(Request, None))
         await _until(answers, len(answers.acknowledged) + 20)  # writes go on after the restart
     finally:
         stop.set()
@@ -224,6 +229,11 @@ async def test_a_stopped_or_crashed_server_under_load_answers_only_the_documente
     for read in (status, waited):
         assert read.errors is not None
         assert [e.extensions for e in read.errors] == [{"code": "WRITE_DATABASE_UNAVAILABLE"}]
+    assert scrape.status_code == 200
+    assert b"bicameral_write_database_up 0" in scrape.body
+    assert b"bicameral_subscribers" in scrape.body
+    assert b"bicameral_write_database_up 1" in scrape_after.body
+    assert b"bicameral_outbox_head" in scrape_after.body
     stored = await _stored_skus(own_database)
     assert set(answers.acknowledged) <= stored  # every acknowledged write survived
     assert not answers.refused("WRITE_DATABASE_UNAVAILABLE") & stored  # nothing was written
