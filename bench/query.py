@@ -4,7 +4,9 @@
    see the same machine: GraphQL over HTTP to `bicameral serve`, GraphQL
    in-process (`schema.execute`), `AsyncElasticsearch.search` with the body
    `readmodel.queries.product_search` builds (the baseline), and the bare
-   Starlette endpoint over HTTP (how much of the gap is the HTTP hop).
+   Starlette endpoint over HTTP (how much of the gap is the HTTP hop); then
+   what parsing and validating the query costs when no cache answers, as a
+   share of the in-process time (`bench.validation`).
 2. Throughput at concurrency 16 over HTTP: `/graphql` against the bare
    Starlette endpoint doing the same search, in alternating rounds.
 """
@@ -19,6 +21,7 @@ from typing import Any
 import httpx
 from elasticsearch import AsyncElasticsearch
 
+from bench import validation
 from bench.graphql import PRODUCTS, GraphQLFailure, http_client, post
 from bench.load import closed_loop
 from bench.report import Figure, Target
@@ -133,6 +136,9 @@ async def latency(setup: QuerySetup, requests: int, *, warmup: int = 20) -> list
                     details=details if name == "graphql_http" and q == "p50" else {},
                 )
             )
+    # After the interleaved samples, so that it takes nothing from their machine.
+    checks = await validation.probe(setup.app, PRODUCTS, {"search": setup.words[0]})
+    figures.append(validation.figure(PRODUCTS, checks, dist["graphql_in_process"].p50))
     hop = dist["bare_starlette_http"]
     figures.append(
         Figure(

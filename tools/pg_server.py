@@ -12,6 +12,7 @@ with the server.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import pwd
@@ -491,8 +492,17 @@ def _kill_group(pid: int) -> None:
             return
 
 
-def main() -> int:
-    """Start a server, print its URL, and keep it until Ctrl-C."""
+def main(argv: list[str] | None = None) -> int:
+    """Start a server, print its URL, and keep it until Ctrl-C; `--help` only explains."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.pg_server",
+        description="Start a throwaway PostgreSQL server on 127.0.0.1, print its URLs, "
+        "and keep it until Ctrl-C (or SIGTERM), which stops it and deletes its data.",
+        epilog="PG_BIN names the folder holding initdb, pg_ctl and postgres, if they are "
+        "not under /usr/lib/postgresql/<version>/bin nor on PATH.",
+    )
+    # Parsed before anything starts: --help, or a typo, must never leave a server behind.
+    parser.parse_args(sys.argv[1:] if argv is None else argv)
     # pg_ctl detaches the server from the terminal, so stop it ourselves on SIGTERM too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # A shell starts background jobs with SIGINT ignored; Ctrl-C or kill -INT must still work.

@@ -595,8 +595,10 @@ def logs(port: int, data_dir: Path, lines: int = 100) -> str:
     return _tail(node.log_file, lines) or _tail(node.output_file, lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``search-node start|stop|status|logs``; status exits 3 when no node runs."""
+def main(argv: list[str] | None = None, prog: str = "bicameral search-node") -> int:
+    """``search-node start|stop|status|logs``; status exits 3 when no node runs.
+
+    `prog` is how the caller was invoked, so that usage and --help name a command that works."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--port",
@@ -611,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         help="folder holding es-<port>/ (env DATA_DIR, default <repo>/.data)",
     )
     parser = argparse.ArgumentParser(
-        prog="bicameral search-node",
+        prog=prog,
         description="Run a local Elasticsearch node for development and tests.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -645,4 +647,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(prog="python -m tools.search_node"))

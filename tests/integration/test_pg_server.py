@@ -3,7 +3,10 @@ and a throwaway server (tools.pg_server) that leaves nothing behind."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -72,6 +75,43 @@ def test_a_stopped_server_leaves_no_process_and_no_folder_behind() -> None:
     assert not _processes_mentioning(str(folder))
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize("option", ["--help", "-h"])
+def test_asking_the_entry_point_for_help_prints_usage_and_starts_no_server(option: str) -> None:
+    code, out, err = _run_entry_point(option)
+
+    assert code == 0, err
+    assert out.startswith("usage: python -m tools.pg_server")
+    assert "Ctrl-C" in out
+    assert "running in" not in out
+
+
+def test_an_unknown_option_is_refused_before_any_server_starts() -> None:
+    code, out, err = _run_entry_point("--port=5432")
+
+    assert code == 2
+    assert "unrecognized arguments: --port=5432" in err
+    assert "running in" not in out
+
+
+def _run_entry_point(*args: str) -> tuple[int, str, str]:
+    """`python -m tools.pg_server ARGS`; one that is still running after 30 s started a
+    server: it is stopped by SIGTERM (which deletes the server) and the test fails."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.pg_server", *args],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        pytest.fail(f"`python -m tools.pg_server {' '.join(args)}` kept running:\n{out}{err}")
+    return process.returncode, out, err
 
 
 def _database_name(url: str) -> str:

@@ -4,6 +4,8 @@ The node on port 9250 is the one the rest of the suite uses, so these tests
 start it if needed and leave it running.
 """
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,30 @@ def test_status_of_a_port_without_a_node_says_it_is_not_running(tmp_path: Path) 
     state = search_node.status(1, tmp_path)
 
     assert state == state | {"running": False, "pid": None, "version": None, "health": None}
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        ([sys.executable, "-m", "tools.search_node"], "usage: python -m tools.search_node"),
+        (
+            [str(Path(sys.executable).parent / "bicameral"), "search-node"],
+            "usage: bicameral search-node",
+        ),
+    ],
+)
+def test_help_names_the_command_it_was_run_as_and_starts_nothing(
+    command: list[str], usage: str
+) -> None:
+    ran = subprocess.run(
+        [*command, "--help"],
+        cwd=search_node.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith(usage)
+    assert "{start,stop,status,logs}" in ran.stdout
