@@ -74,25 +74,38 @@ def _serving(env: dict[str, str], log: Path) -> Iterator[Server]:
         yield Server(url, env, log)
 
 
-@pytest.fixture
-def server(elasticsearch_url: str, tmp_path: Path) -> Iterator[Server]:
-    """`bicameral migrate` then `bicameral serve` on SQLite with its embedded worker."""
-    env = {
+def serve_env(elasticsearch_url: str, folder: Path, **extra: str) -> dict[str, str]:
+    """The environment of a deployment of its own: SQLite in `folder`, a fresh index
+    prefix and a free port; `extra` adds or overrides settings."""
+    return {
         **os.environ,
-        "DATA_DIR": str(tmp_path),
+        "DATA_DIR": str(folder),
         "DATABASE_URL": "",
         "ELASTICSEARCH_URL": elasticsearch_url,
         "INDEX_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
         "PORT": str(_free_port()),
         "FEED_POLL_INTERVAL": "0.2",
         "LOG_LEVEL": "warning",
+        **extra,
     }
+
+
+@contextmanager
+def migrated_and_serving(env: dict[str, str], log: Path) -> Iterator[Server]:
+    """`bicameral migrate` then `bicameral serve` in `env`; its indexes go afterwards."""
     subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
     try:
-        with _serving(env, tmp_path / "serve.log") as running:
+        with _serving(env, log) as running:
             yield running
     finally:
-        httpx.delete(f"{elasticsearch_url}/{env['INDEX_PREFIX']}-*", timeout=10)
+        httpx.delete(f"{env['ELASTICSEARCH_URL']}/{env['INDEX_PREFIX']}-*", timeout=10)
+
+
+@pytest.fixture
+def server(elasticsearch_url: str, tmp_path: Path) -> Iterator[Server]:
+    """`bicameral migrate` then `bicameral serve` on SQLite with its embedded worker."""
+    with migrated_and_serving(serve_env(elasticsearch_url, tmp_path), tmp_path / "serve.log") as s:
+        yield s
 
 
 @dataclass(frozen=True)

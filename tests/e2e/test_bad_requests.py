@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -29,7 +28,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.e2e.conftest import BIN, Server, _free_port, _running, _serving
+from tests.e2e.conftest import BIN, Server, _running, _serving, serve_env
 from tools import pg_server
 
 pytestmark = pytest.mark.elasticsearch
@@ -51,20 +50,6 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
 
 def ws_url(server: Server) -> str:
     return server.url.replace("http://", "ws://", 1) + "/graphql"
-
-
-def serve_env(elasticsearch_url: str, folder: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATA_DIR": str(folder),
-        "DATABASE_URL": "",
-        "ELASTICSEARCH_URL": elasticsearch_url,
-        "INDEX_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
-        "PORT": str(_free_port()),
-        "FEED_POLL_INTERVAL": "0.2",
-        "LOG_LEVEL": "warning",
-        **extra,
-    }
 
 
 @pytest.fixture

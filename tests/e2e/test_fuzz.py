@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from tests.e2e.conftest import BIN, Server, _free_port, _serving
+from tests.e2e.conftest import Server, migrated_and_serving, serve_env
 from tests.e2e.fuzz_operations import Known, Operation, answer_problems, operations
 from tools import pg_server
 
@@ -68,22 +67,16 @@ def fuzzed_server(
                     request.getfixturevalue("postgres_server_url"), prefix="fuzz_"
                 )
             )
-        env = {
-            **os.environ,
-            "DATA_DIR": str(tmp_path),
-            "DATABASE_URL": database_url,
-            "ELASTICSEARCH_URL": elasticsearch_url,
-            "INDEX_PREFIX": f"fuzz-{uuid.uuid4().hex[:8]}",
-            "PORT": str(_free_port()),
-            "EMBEDDED_WORKER": "true",
-            "FEED_POLL_INTERVAL": "0.2",
+        env = serve_env(
+            elasticsearch_url,
+            tmp_path,
+            DATABASE_URL=database_url,
+            INDEX_PREFIX=f"fuzz-{uuid.uuid4().hex[:8]}",
+            EMBEDDED_WORKER="true",
             # Random tokens far ahead wait this long each: short keeps the run short.
-            "CONSISTENCY_TIMEOUT": "1",
-            "LOG_LEVEL": "warning",
-        }
-        subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
-        stack.callback(httpx.delete, f"{elasticsearch_url}/{env['INDEX_PREFIX']}-*", timeout=10)
-        yield stack.enter_context(_serving(env, tmp_path / "serve.log"))
+            CONSISTENCY_TIMEOUT="1",
+        )
+        yield stack.enter_context(migrated_and_serving(env, tmp_path / "serve.log"))
 
 
 def test_every_generated_operation_gets_a_proper_answer_and_the_feed_keeps_up(

@@ -5,10 +5,7 @@ that outlives its deadline answers DEADLINE_EXCEEDED."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ import httpx
 import pytest
 from graphql import get_introspection_query
 
-from tests.e2e.conftest import BIN, Server, _free_port, _serving
+from tests.e2e.conftest import Server, migrated_and_serving, serve_env
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -107,31 +104,28 @@ def test_graphiqls_introspection_query_works_over_http(server: Server) -> None:
 
 @pytest.fixture
 def hasty_server(elasticsearch_url: str, tmp_path: Path) -> Iterator[Server]:
-    """`bicameral serve` as the `server` fixture runs it, with a deadline of half a
-    second and a consistency wait far longer than that."""
-    env = {
-        **os.environ,
-        "DATA_DIR": str(tmp_path),
-        "DATABASE_URL": "",
-        "ELASTICSEARCH_URL": elasticsearch_url,
-        "INDEX_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
-        "PORT": str(_free_port()),
-        "FEED_POLL_INTERVAL": "0.2",
-        "LOG_LEVEL": "warning",
-        "REQUEST_TIMEOUT": "0.5",
-        "CONSISTENCY_TIMEOUT": "30",
-    }
-    subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
-    try:
-        with _serving(env, tmp_path / "serve.log") as running:
-            yield running
-    finally:
-        httpx.delete(f"{elasticsearch_url}/{env['INDEX_PREFIX']}-*", timeout=10)
+    """`bicameral serve` with a deadline of half a second, a consistency wait far
+    longer than that, and no feed worker: no write ever reaches the read side."""
+    env = serve_env(
+        elasticsearch_url,
+        tmp_path,
+        REQUEST_TIMEOUT="0.5",
+        CONSISTENCY_TIMEOUT="30",
+        EMBEDDED_WORKER="false",
+    )
+    with migrated_and_serving(env, tmp_path / "serve.log") as running:
+        yield running
 
 
 def test_an_operation_past_its_deadline_answers_deadline_exceeded(hasty_server: Server) -> None:
-    # A token far beyond the head: the wait would last CONSISTENCY_TIMEOUT (30 s).
-    held = '{ product(id: "p-1", consistencyToken: "999999999") { id } }'
+    # A real write's token, which no worker applies: the wait would last
+    # CONSISTENCY_TIMEOUT (30 s). (A token beyond the head answers stale at once.)
+    created = post(
+        hasty_server,
+        'mutation { createProduct(input: {sku: "DEADLINE-1", name: "Held", price: 100,'
+        ' currency: "EUR"}) { ... on CreateProductSuccess { consistencyToken } } }',
+    ).json()["data"]["createProduct"]
+    held = f'{{ products(consistencyToken: "{created["consistencyToken"]}") {{ totalCount }} }}'
     started = time.monotonic()
 
     response = post(hasty_server, held)
