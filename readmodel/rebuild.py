@@ -501,6 +501,8 @@ async def _retire(
 #
 # `show` works out the rate itself (loaded / seconds since the first call); the
 # result has `documents`, `quarantined`, `seconds`, `rate`, `old_index` and
-# `new_index` for a closing line. `RebuildError` is a message for the user (exit 1, the old index
-# still serves); Ctrl-C is safe at any point, and running the command again
-# resumes. `abandon(client, prefix, name)` drops an interrupted rebuild instead.
+# `new_index` for a closing line (`quarantined` > 0: point to `bicameral
+# readmodel quarantine list`). `RebuildError` is a message for the user (exit 1,
+# the old index still serves); Ctrl-C is safe at any point, and running the
+# command again resumes. `abandon(client, prefix, name)` drops an interrupted
+# rebuild instead.
