@@ -19,6 +19,10 @@ index holds a whole, newer document, so nothing is missing any more; the
 entry stays, for the operator to see what was refused, until dropped. Only
 entries not superseded count as quarantined (status, /metrics, tokens).
 
+A rebuild records the documents its load was refused the same way, for the
+new index, just before its swap, and after the swap supersedes the entries
+whose document the new index holds (readmodel/rebuild.py).
+
 The operator's side (`bicameral readmodel quarantine list|retry|drop`):
 `retry` rebuilds the documents from the write database now and writes them
 with the outbox head as external version, as a rebuild's load does (a newer
@@ -209,15 +213,62 @@ class Quarantine:
             return [_entry(row) for row in await conn.execute(query)]
 
     async def counts(self) -> dict[str, int]:
-        """Read model -> documents quarantined and not superseded (absent: none)."""
+        """Read model -> documents quarantined and not superseded (absent: none).
+
+        Documents, not entries: one document can have an entry per index it was
+        refused by (the alias, a rebuild's `-next`, the index a rebuild built)."""
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(sqlite_readonly=True)
             rows = await conn.execute(
-                select(quarantine.c.read_model, func.count())
+                select(quarantine.c.read_model, func.count(quarantine.c.document_id.distinct()))
                 .where(quarantine.c.superseded_at.is_(None))
                 .group_by(quarantine.c.read_model)
             )
             return {name: int(count) for name, count in rows}
+
+    async def active(self, read_model: str) -> list[Entry]:
+        """The entries of `read_model` not superseded, oldest first."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_readonly=True)
+            rows = await conn.execute(
+                select(quarantine)
+                .where(quarantine.c.read_model == read_model, quarantine.c.superseded_at.is_(None))
+                .order_by(quarantine.c.id)
+            )
+            return [_entry(row) for row in rows]
+
+    async def supersede(
+        self, read_model: str, present: Mapping[str, int], now: datetime
+    ) -> list[Entry]:
+        """Mark superseded the active entries of `read_model` whose document the
+        index now serving holds at the entry's version or newer (`present`:
+        document id -> the version the index holds); those entries. A rebuild
+        calls it after its swap (readmodel/rebuild.py)."""
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(
+                select(quarantine).where(
+                    quarantine.c.read_model == read_model,
+                    quarantine.c.superseded_at.is_(None),
+                    quarantine.c.document_id.in_(sorted(present)),
+                )
+            )
+            done = []
+            for entry in map(_entry, rows):
+                if entry.version > present[entry.document_id]:
+                    continue  # the index holds an older document than the one refused
+                # Unless the feed refused it again meanwhile, for a newer write.
+                changed = await conn.execute(
+                    update(quarantine)
+                    .where(
+                        quarantine.c.id == entry.id,
+                        quarantine.c.version == entry.version,
+                        quarantine.c.superseded_at.is_(None),
+                    )
+                    .values(superseded_at=now)
+                )
+                if changed.rowcount:
+                    done.append(entry)
+            return done
 
     async def at(self, position: int, names: Collection[str]) -> list[Entry]:
         """The documents of `names` that the events at `position` (a consistency

@@ -65,6 +65,20 @@ index; whichever swaps second finds the work done.
 
 The loaded documents carry H0 as their `position` too: "this document reflects
 the write database as of H0 at least", the only position known for them.
+
+A document Elasticsearch refuses for itself (`DocumentsRefused`: a term over
+Lucene's limit, a value the mapping does not take) does not stop the load; the
+page's other documents went in. After (d), just before (e), each is recorded
+in the quarantine (readmodel/quarantine.py) as the feed records its own: index
+the new index's name, version and one position H0, the only ones known. Before
+the swap, so a crash in between leaves entries for documents the old index may
+hold (a retry clears them), never a document missing unrecorded. The new index
+goes live without them, as the feed would leave them. After (e), every active
+entry of the read model whose document the new index holds at the entry's
+version or newer (the row was fixed and the load wrote it) is superseded.
+More than `max_refused` refusals stop the rebuild before (e), nothing
+recorded: so many say the mapping is wrong, not the documents. Any other
+failure of a page fails the load, as before.
 """
 
 from __future__ import annotations
@@ -78,11 +92,12 @@ from dataclasses import dataclass
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from readmodel.bulk import BulkWriter
+from readmodel.bulk import BulkWriter, DocumentsRefused
 from readmodel.checkpoints import Checkpoints
 from readmodel.feed import FeedWorker
 from readmodel.indexes import INDEXES, IndexDefinition
 from readmodel.projections import Action, IndexDocument, Projection
+from readmodel.quarantine import Quarantine, Refusal, settle
 from readmodel.setup import (
     AliasState,
     alias_state,
@@ -101,6 +116,9 @@ log = logging.getLogger(__name__)
 # Told (documents loaded, documents to load) after every page of the load.
 Progress = Callable[[int, int], None]
 
+# mget requests of at most this many ids, when the swap settles the quarantine.
+_LOOKUP = 500
+
 
 class RebuildError(RuntimeError):
     """The rebuild stopped; the old index still serves."""
@@ -114,7 +132,11 @@ class RebuildResult:
     new_index: str
     # True when it went on with an interrupted rebuild's index.
     resumed: bool
+    # Every document the load sent, refused ones included.
     documents: int
+    # Of those, refused by Elasticsearch for themselves: quarantined, missing
+    # from (or stale in) the new index.
+    quarantined: int
     # The outbox head read before the load: the version of every loaded document.
     loaded_as_of: int
     # The checkpoint the read model had reached when it went live.
@@ -139,30 +161,54 @@ async def rebuild(
     page_size: int = 1000,
     catch_up_timeout: float = 300.0,
     retire_after: float = 1.0,
+    max_refused: int = 1000,
 ) -> RebuildResult:
-    """Build a new index for read model `name` and put it live (see the module docstring)."""
+    """Build a new index for read model `name` and put it live (see the module docstring).
+
+    More than `max_refused` documents refused for themselves stop it (`RebuildError`)."""
     started = time.monotonic()
     index, projection = _definition(name), _projection(worker, name)
     target, old, resumed = await _prepare(client, prefix, index)
     log.info("rebuilding %s into %s%s", name, target, " (resumed)" if resumed else "")
     loaded_as_of = await _head(engine)
-    documents = await _load(
-        engine, client, projection, target, loaded_as_of, page_size, progress or _silent
+    documents, refusals = await _load(
+        engine,
+        client,
+        projection,
+        target,
+        loaded_as_of,
+        page_size,
+        progress or _silent,
+        max_refused,
     )
     caught_up_to = await _catch_up(worker, checkpoints, name, await _head(engine), catch_up_timeout)
+    if refusals:
+        # Before the swap: a crash between the two leaves entries for documents the
+        # old index may still hold (a retry clears them), never a document missing
+        # from the serving index unrecorded.
+        async with engine.begin() as conn:
+            await settle(conn, {name}, refusals, {}, worker.clock())
+        log.warning(
+            "%s: %d documents refused by Elasticsearch, quarantined; the new index goes "
+            "live without them (`bicameral readmodel quarantine list`)",
+            name,
+            len(refusals),
+        )
     await _swap(client, prefix, index, target, old)
     log.info("%s now served by %s", name, target)
+    await _supersede_served(client, worker.quarantine, name, target, worker)
     await asyncio.sleep(retire_after)
     await _retire(client, prefix, index, target)
     return RebuildResult(
-        name,
-        old,
-        target,
-        resumed,
-        documents,
-        loaded_as_of,
-        caught_up_to,
-        time.monotonic() - started,
+        name=name,
+        old_index=old,
+        new_index=target,
+        resumed=resumed,
+        documents=documents,
+        quarantined=len(refusals),
+        loaded_as_of=loaded_as_of,
+        caught_up_to=caught_up_to,
+        seconds=time.monotonic() - started,
     )
 
 
@@ -282,12 +328,15 @@ async def _load(
     version: int,
     page_size: int,
     progress: Progress,
-) -> int:
-    """Step (c): every document as the write database holds it now, with version `version`."""
+    max_refused: int,
+) -> tuple[int, list[Refusal]]:
+    """Step (c): every document as the write database holds it now, with version
+    `version`; the documents sent, and those Elasticsearch refused for themselves."""
     writer = BulkWriter(client)
     total = await _count(engine, projection)
     progress(0, total)
     loaded = 0
+    refusals: list[Refusal] = []
     # One page read ahead, no more: the next page is read while this one's bulk
     # request is in flight, so a page is written at most one bulk request after its read.
     reading = asyncio.create_task(_page(engine, projection, "", page_size, version))
@@ -295,7 +344,11 @@ async def _load(
         while (page := await reading) is not None:
             last, actions = page
             reading = asyncio.create_task(_page(engine, projection, last, page_size, version))
-            await writer.write(target, actions, refresh=False)
+            try:
+                await writer.write(target, actions, refresh=False)
+            except DocumentsRefused as refused:  # the page's other documents went in
+                refusals += _refusals(projection.name, version, refused)
+                _note_refused(projection.name, refused, len(refusals), max_refused)
             loaded += len(actions)
             progress(loaded, max(total, loaded))
     finally:
@@ -304,7 +357,65 @@ async def _load(
         reading.cancel()
         await asyncio.gather(reading, return_exceptions=True)
     await client.indices.refresh(index=target)
-    return loaded
+    return loaded, refusals
+
+
+def _refusals(name: str, version: int, refused: DocumentsRefused) -> list[Refusal]:
+    """As quarantine entries. The load knows no event behind a document, only the
+    head it read: `version` is the entry's version and its one position."""
+    return [
+        Refusal(name, r.target, r.action.id, version, [version], r.error_type, r.reason)
+        for r in refused.refused
+    ]
+
+
+def _note_refused(name: str, refused: DocumentsRefused, so_far: int, max_refused: int) -> None:
+    """Log a page's refusals; stop the load once there are too many to be the
+    documents' fault: a mapping that refuses that much should not go live."""
+    first = refused.refused[0]
+    log.warning(
+        "%s: %d documents of this page refused by Elasticsearch, %d so far (%s: %s: %s); "
+        "they will be quarantined",
+        name,
+        len(refused.refused),
+        so_far,
+        first.action.id,
+        first.error_type,
+        first.reason[:300],
+    )
+    if so_far > max_refused:
+        raise RebuildError(
+            f"Elasticsearch refused {so_far} documents of {name}, more than {max_refused}; "
+            f"the mapping may be wrong (first: {first.action.id}: {first.error_type}: "
+            f"{first.reason[:300]})"
+        )
+
+
+async def _supersede_served(
+    client: AsyncElasticsearch,
+    store: Quarantine,
+    name: str,
+    target: str,
+    worker: FeedWorker,
+) -> None:
+    """After the swap: the entries of `name` whose document the new index holds at
+    the entry's version or newer are superseded, whichever index they were
+    recorded for (the alias, `-next`, an older generation): nothing is missing."""
+    try:
+        entries = await store.active(name)
+        ids = sorted({entry.document_id for entry in entries})
+        present: dict[str, int] = {}
+        for start in range(0, len(ids), _LOOKUP):
+            found = await client.mget(index=target, ids=ids[start : start + _LOOKUP], source=False)
+            present |= {doc["_id"]: doc["_version"] for doc in found["docs"] if doc.get("found")}
+        done = await store.supersede(name, present, worker.clock()) if present else []
+    except Exception:
+        # The new index is live: failing the rebuild now would tell the operator
+        # the old one still serves. The entries stay, and a retry clears them.
+        log.warning("%s: could not check the quarantine against %s", name, target, exc_info=True)
+        return
+    if done:
+        log.info("%s: %d quarantined documents are in %s; superseded", name, len(done), target)
 
 
 async def _catch_up(
@@ -389,7 +500,9 @@ async def _retire(
 #     )
 #
 # `show` works out the rate itself (loaded / seconds since the first call); the
-# result has `documents`, `seconds`, `rate`, `old_index` and `new_index` for a
-# closing line. `RebuildError` is a message for the user (exit 1, the old index
-# still serves); Ctrl-C is safe at any point, and running the command again
-# resumes. `abandon(client, prefix, name)` drops an interrupted rebuild instead.
+# result has `documents`, `quarantined`, `seconds`, `rate`, `old_index` and
+# `new_index` for a closing line (`quarantined` > 0: point to `bicameral
+# readmodel quarantine list`). `RebuildError` is a message for the user (exit 1,
+# the old index still serves); Ctrl-C is safe at any point, and running the
+# command again resumes. `abandon(client, prefix, name)` drops an interrupted
+# rebuild instead.

@@ -8,20 +8,26 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from api.app import create_app
 from api.bootstrap import Bicameral
 from domain import commands as c
 from readmodel.bulk import BulkError, BulkWriter
 from readmodel.indexes import INDEXES, PRODUCTS
 from readmodel.projections import Action, ProductsProjection
-from readmodel.rebuild import Progress, RebuildResult, abandon, rebuild
+from readmodel.quarantine import RetryResult
+from readmodel.rebuild import Progress, RebuildError, RebuildResult, abandon, rebuild
 from readmodel.setup import alias_state, physical_indexes
 from writemodel.tables import products
 
 pytestmark = pytest.mark.elasticsearch
+
+# A tag Elasticsearch refuses for itself: Lucene takes no term over 32,766 bytes.
+IMMENSE = "x" * 40_000
 
 
 async def _product(app: Bicameral, sku: str, **extra: Any) -> dict[str, Any]:
@@ -37,6 +43,7 @@ async def _rebuild(
     progress: Progress | None = None,
     page_size: int = 1000,
     retire_after: float = 0.1,
+    max_refused: int = 1000,
 ) -> RebuildResult:
     return await rebuild(
         name,
@@ -49,6 +56,24 @@ async def _rebuild(
         page_size=page_size,
         catch_up_timeout=60.0,
         retire_after=retire_after,
+        max_refused=max_refused,
+    )
+
+
+async def _set_tags(app: Bicameral, product_id: str, tags: list[str]) -> None:
+    """Change a product's row behind the domain's back (no event, so no feed write):
+    past every text rule, as a bad migration or a hand edit would."""
+    async with app.engine.begin() as conn:
+        await conn.execute(update(products).where(products.c.id == product_id).values(tags=tags))
+
+
+async def _retry_all(app: Bicameral) -> RetryResult:
+    return await app.worker.quarantine.retry(
+        None,
+        projections=app.worker.projections,
+        writer=app.worker.writer,
+        prefix=app.settings.index_prefix,
+        now=app.now(),
     )
 
 
@@ -311,21 +336,129 @@ def _rebuild_tasks_left() -> list[asyncio.Task[Any]]:
     ]
 
 
-async def test_a_refused_page_fails_the_rebuild_and_stops_the_page_read_ahead(
-    app: Bicameral, monkeypatch: pytest.MonkeyPatch
+async def test_a_document_elasticsearch_refuses_is_quarantined_and_the_rebuild_swaps_without_it(
+    app: Bicameral,
 ) -> None:
     ids = sorted([(await _product(app, f"REF-{i}", price=100))["id"] for i in range(6)])
     await app.commands.execute(c.ChangePrice(ids[3], 1000))
     await app.worker.run_until_caught_up()
     prefix = app.settings.index_prefix
     old = (await alias_state(app.search, prefix, PRODUCTS)).serving
-    # A `price` of one byte: Elasticsearch refuses 1000, on the second page of two.
+    # The second page (of two) holds a document Elasticsearch refuses for itself.
+    await _set_tags(app, ids[3], [IMMENSE])
+    told: list[tuple[int, int]] = []
+
+    result = await _rebuild(app, page_size=2, progress=lambda n, t: told.append((n, t)))
+
+    assert (result.old_index, result.documents, result.quarantined) == (old, 6, 1)
+    assert told == [(0, 6), (2, 6), (4, 6), (6, 6)]
+    await _one_index_and_no_rebuild_left(app, "products", result.new_index)
+    # Every other document is in the new index; the refused one is missing from it.
+    assert set(await _documents(app, _alias(app))) == set(ids) - {ids[3]}
+    [entry] = await app.worker.quarantine.entries()
+    assert (entry.read_model, entry.index_name, entry.document_id) == (
+        "products",
+        result.new_index,
+        ids[3],
+    )
+    assert (entry.version, entry.positions) == (result.loaded_as_of, [result.loaded_as_of])
+    assert entry.active and entry.attempts == 1
+    assert entry.error_type == "document_parsing_exception" and "[tags]" in entry.reason
+    # The operator sees it where the feed's refusals show.
+    assert await app.worker.quarantine.counts() == {"products": 1}
+    transport = httpx.ASGITransport(app=create_app(bicameral=app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'bicameral_quarantined_documents{projection="products"} 1' in metrics
+
+    # Not fixed yet: refused again by the serving index, kept.
+    again = await _retry_all(app)
+    assert ([e.document_id for e in again.refused], again.cleared) == ([ids[3]], [])
+    await _set_tags(app, ids[3], ["mended"])
+    done = await _retry_all(app)
+
+    assert ([e.document_id for e in done.cleared], done.refused) == ([ids[3]], [])
+    assert await app.worker.quarantine.entries() == []
+    doc = await app.reader.get("products", ids[3])
+    assert doc is not None and (doc["price"], doc["tags"]) == (1000, ["mended"])
+    found = await app.search.search(index=_alias(app), query={"term": {"tags": "mended"}})
+    assert [hit["_id"] for hit in found["hits"]["hits"]] == [ids[3]]
+    await _one_index_and_no_rebuild_left(app, "products", result.new_index)
+
+
+async def test_an_entry_whose_document_the_rebuild_writes_is_superseded_at_the_swap(
+    app: Bicameral,
+) -> None:
+    ids = sorted([(await _product(app, f"SUP-{i}"))["id"] for i in range(3)])
+    await app.worker.run_until_caught_up()
+    # The feed refuses two of them (their rows poisoned, then an event on each)...
+    mended, still_bad = ids[0], ids[1]
+    for id in (mended, still_bad):
+        await _set_tags(app, id, [IMMENSE])
+        await app.commands.execute(c.ChangePrice(id, 1500))
+    await app.worker.run_until_caught_up()
+    alias = _alias(app)
+    assert {(e.document_id, e.index_name) for e in await app.worker.quarantine.entries()} == {
+        (mended, alias),
+        (still_bad, alias),
+    }
+    # ... then one row is fixed by hand, with no event to write it again.
+    await _set_tags(app, mended, ["mended"])
+
+    result = await _rebuild(app)
+
+    assert result.quarantined == 1
+    entries = {(e.document_id, e.index_name): e for e in await app.worker.quarantine.entries()}
+    # The new index has the fixed document, newer than the refused write: superseded.
+    assert entries[mended, alias].superseded_at is not None
+    # The other is missing from the new index too: its entry stays, and one more
+    # for the new index says the rebuild refused it as well.
+    assert entries[still_bad, alias].active
+    assert entries[still_bad, result.new_index].active
+    assert set(entries) == {(mended, alias), (still_bad, alias), (still_bad, result.new_index)}
+    # Status and /metrics count documents, not entries.
+    assert await app.worker.quarantine.counts() == {"products": 1}
+    indexed = await _documents(app, alias)
+    assert set(indexed) == {mended, ids[2]}
+    assert (indexed[mended]["price"], indexed[mended]["tags"]) == (1500, ["mended"])
+
+
+async def test_a_rebuild_refused_more_documents_than_allowed_does_not_go_live(
+    app: Bicameral, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(6):
+        await _product(app, f"MAX-{i}", price=1000)
+    await app.worker.run_until_caught_up()
+    prefix = app.settings.index_prefix
+    old = (await alias_state(app.search, prefix, PRODUCTS)).serving
+    # A `price` of one byte: a mapping that refuses every document, not the documents' fault.
     narrow = dataclasses.replace(
         PRODUCTS, properties={**PRODUCTS.properties, "price": {"type": "byte"}}
     )
     monkeypatch.setitem(INDEXES, "products", narrow)
+    told: list[tuple[int, int]] = []
+
+    with pytest.raises(RebuildError, match="refused 4 documents of products, more than 3"):
+        await _rebuild(app, page_size=2, max_refused=3, progress=lambda n, t: told.append((n, t)))
+
+    assert told == [(0, 6), (2, 6)]
+    state = await alias_state(app.search, prefix, narrow)
+    assert state.serving == old and state.building not in (None, old)
+    assert await app.worker.quarantine.entries() == []
+    assert (await app.reader.products()).total == 6
+
+
+async def test_a_failing_page_write_fails_the_rebuild_and_stops_the_page_read_ahead(
+    app: Bicameral, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = sorted([(await _product(app, f"FAI-{i}"))["id"] for i in range(6)])
+    await app.worker.run_until_caught_up()
+    prefix = app.settings.index_prefix
+    old = (await alias_state(app.search, prefix, PRODUCTS)).serving
     # The third page's read is held until cancelled, and the second page's bulk
-    # request waits for it to be held: the read is in flight when the bulk fails.
+    # request waits for it to be held: the read is in flight when the bulk fails,
+    # for a reason that is not the documents' own (a write block: 403), so the
+    # load does not go on.
     read_ahead_held, read_ahead = asyncio.Event(), list[str]()
     documents, write = ProductsProjection.documents, BulkWriter.write
 
@@ -341,28 +474,33 @@ async def test_a_refused_page_fails_the_rebuild_and_stops_the_page_read_ahead(
                 raise
         return await documents(self, conn, page)
 
-    async def write_once_held(
+    async def write_once_blocked(
         self: BulkWriter, index: str, actions: Sequence[Action], **options: Any
     ) -> None:
         if any(action.id == ids[3] for action in actions):
             await read_ahead_held.wait()
+            await self.client.indices.put_settings(
+                index=index, settings={"index.blocks.write": True}
+            )
         await write(self, index, actions, **options)
 
     monkeypatch.setattr(ProductsProjection, "documents", held_documents)
-    monkeypatch.setattr(BulkWriter, "write", write_once_held)
+    monkeypatch.setattr(BulkWriter, "write", write_once_blocked)
     told: list[tuple[int, int]] = []
 
-    with pytest.raises(BulkError):
+    with pytest.raises(BulkError) as failed:
         async with asyncio.timeout(30):
             await _rebuild(app, page_size=2, progress=lambda n, t: told.append((n, t)))
 
+    assert "cluster_block_exception" in str(failed.value)
     assert read_ahead == ["cancelled"]
     assert _rebuild_tasks_left() == []
     assert told == [(0, 6), (2, 6)]
-    state = await alias_state(app.search, prefix, narrow)
+    state = await alias_state(app.search, prefix, PRODUCTS)
     assert state.serving == old and state.building not in (None, old)
-    # The second page's other document went in; the third page was never written.
-    assert set(await _documents(app, str(state.building))) == set(ids[:3])
+    # The first page went in; the second was blocked, the third never written.
+    assert set(await _documents(app, str(state.building))) == set(ids[:2])
+    assert await app.worker.quarantine.entries() == []
 
 
 async def test_a_failing_page_read_fails_the_rebuild_and_leaves_no_task(
