@@ -230,8 +230,14 @@ async def _readmodel_rebuild(settings: Settings, names: list[str]) -> int:
             except RebuildError as error:
                 print(f"\n{name}: {error}; {name} keeps serving from its current index")
                 return 1
+            refused = (
+                f", {result.quarantined} refused by Elasticsearch and quarantined "
+                "(see `bicameral readmodel quarantine list`)"
+                if result.quarantined
+                else ""
+            )
             print(
-                f"\n{name}: {result.documents} documents in {result.seconds:.1f}s; "
+                f"\n{name}: {result.documents} documents in {result.seconds:.1f}s{refused}; "
                 f"now serving {result.new_index} (was {result.old_index})"
             )
     finally:
