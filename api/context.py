@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
+from api.identity import ANONYMOUS, Identity
+
 if TYPE_CHECKING:
     from api.bootstrap import Bicameral
 
@@ -18,6 +20,8 @@ class Context:
     app: Bicameral
     request: Request | Any
     response: Any = None
+    # Who is calling (api/identity.py): anonymous unless a verified token says otherwise.
+    identity: Identity = ANONYMOUS
     # Reads that asked for a consistency token and answered before reaching it.
     stale: list[dict[str, Any]] = field(default_factory=list)
     # Reads whose consistency token produced documents Elasticsearch refused
