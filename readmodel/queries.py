@@ -191,7 +191,7 @@ _MALFORMED_CURSOR = "the cursor is malformed; pass one a page returned"
 def _is_sort_value(value: Any) -> bool:
     if isinstance(value, str):
         # A JSON escape can make a lone surrogate, which no request body can carry.
-        return value.isascii() or _encodable(value)
+        return _encodable(value)
     if isinstance(value, float):
         return math.isfinite(value)  # json reads 1e999 as infinity
     return isinstance(value, int) and not isinstance(value, bool)
@@ -220,14 +220,14 @@ def decode_cursor(cursor: str, expected_length: int) -> list[Any]:
     return values
 
 
-# What each sort field's values are; every other sort field is a long or a
-# date, which Elasticsearch sorts by as a long (epoch milliseconds).
 _LONG = range(-(2**63), 2**63)
 # Scores are 32-bit floats.
 _MAX_SCORE = 3.4e38
 
 
 def _fits(value: Any, sort: dict[str, Any]) -> bool:
+    """Whether a cursor's value is of the kind its sort field gives: every sort
+    field but these is a long or a date, which sorts as a long (epoch millis)."""
     (name,) = sort
     if name == "id":  # the tiebreaker: an id as the write side makes them
         return isinstance(value, str) and stored_id(value) == value
