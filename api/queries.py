@@ -18,7 +18,14 @@ from api.connections import (
 from api.context import Context
 from api.extensions import UserError
 from api.types import Customer, Long, Order, OrderStatus, Product, ProductStatus
-from readmodel.queries import InvalidQuery, OrderFilter, OrderSort, ProductFilter, ProductSort
+from readmodel.queries import (
+    InvalidQuery,
+    OrderFilter,
+    OrderSort,
+    ProductFilter,
+    ProductSort,
+    position,
+)
 
 __all__ = ["Query"]
 
@@ -73,19 +80,11 @@ class OrderFilterInput:
         return OrderFilter(
             customer_id=None if self.customer_id is None else str(self.customer_id),
             statuses=tuple(s.value for s in self.statuses or ()),
-            placed_after=_iso(self.placed_after),
-            placed_before=_iso(self.placed_before),
+            placed_after=None if self.placed_after is None else self.placed_after.isoformat(),
+            placed_before=None if self.placed_before is None else self.placed_before.isoformat(),
             min_total=self.min_total,
             max_total=self.max_total,
         )
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise UserError("give times with a UTC offset, e.g. 2026-11-26T10:00:00Z")
-    return value.isoformat()
 
 
 @strawberry.type
@@ -135,21 +134,15 @@ ConsistencyToken = Annotated[str | None, strawberry.argument(description=_TOKEN_
 async def _consistent(info: Info, token: str | None, names: list[str]) -> None:
     if token is None:
         return
-    try:
-        position = int(token)
-        if position < 0:
-            raise ValueError
-    except ValueError:
-        raise UserError(
-            "consistencyToken is a token a mutation returned", argument="consistencyToken"
-        ) from None
+    with _arguments_checked():
+        wanted = position(token, "consistencyToken")
     app = info.context.app
-    stale = await app.reader.wait_for(position, names, app.settings.consistency_timeout)
+    stale = await app.reader.wait_for(wanted, names, app.settings.consistency_timeout)
     if stale is not None:
         info.context.stale.append(
             {
                 "field": info.field_name,
-                "token": str(position),
+                "token": str(wanted),
                 "reached": str(stale.reached),
                 "behind": stale.behind,
             }
@@ -158,11 +151,11 @@ async def _consistent(info: Info, token: str | None, names: list[str]) -> None:
         info.context.quarantined += [
             {
                 "field": info.field_name,
-                "token": str(position),
+                "token": str(wanted),
                 "readModel": entry.read_model,
                 "id": entry.document_id,
             }
-            for entry in await app.worker.quarantine.at(position, names)
+            for entry in await app.worker.quarantine.at(wanted, names)
         ]
 
 
@@ -183,7 +176,7 @@ class Query:
         if id is not None:
             doc = await reader.get("products", str(id))
         else:
-            doc = await reader.find_one("products", "sku", (sku or "").strip().upper())
+            doc = await reader.product_by_sku(sku or "")
         return None if doc is None else Product.from_document(doc)
 
     @strawberry.field(description="Search and browse products; a Relay-style connection.")

@@ -18,6 +18,7 @@ from api.context import Context
 from api.extensions import UserError
 from api.types import Customer, Order, Product
 from readmodel.notifications import Change, SubscriberFellBehind
+from readmodel.queries import InvalidQuery, position, stored_id
 
 __all__ = ["Subscription"]
 
@@ -89,17 +90,33 @@ def _position(after: str | None) -> int | None:
     if after is None:
         return None
     try:
-        position = int(after)
-        if position < 0:
-            raise ValueError
-    except ValueError:
-        raise UserError("after is a position a notification carried", argument="after") from None
-    return position
+        return position(after, "after")
+    except InvalidQuery as error:
+        raise UserError(str(error), argument=error.argument) from None
+
+
+def _id(value: str, argument: str) -> str:
+    """A lookup answers null for an id no object can have; a subscription has no
+    empty answer to give, and would wait forever, so it is refused instead."""
+    key = stored_id(value)
+    if key is None:
+        raise UserError(
+            f"{argument} is not an id: ids are 1-36 characters of A-Z, a-z, 0-9, '-' or '_'",
+            argument=argument,
+        )
+    return key
 
 
 async def _notifications(
-    info: Info, accept: Callable[[Change], bool], after: str | None
+    info: Info,
+    accept: Callable[[Change], bool],
+    after: str | None,
+    ids: dict[str, str] | None = None,
 ) -> AsyncGenerator[ChangeNotification, None]:
+    # Checked inside the generator, as `after` is: the refusal then reaches the
+    # client as the subscription's error, on either WebSocket protocol.
+    for argument, value in (ids or {}).items():
+        _id(value, argument)
     start = _position(after)
     hub = info.context.app.hub
     try:
@@ -128,13 +145,13 @@ class Subscription:
     def product_changed(
         self, info: Info, id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[ChangeNotification, None]:
-        return _notifications(info, _one("Product", str(id)), after)
+        return _notifications(info, _one("Product", str(id)), after, {"id": str(id)})
 
     @strawberry.subscription(description="Changes to one order.")
     def order_changed(
         self, info: Info, id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[ChangeNotification, None]:
-        return _notifications(info, _one("Order", str(id)), after)
+        return _notifications(info, _one("Order", str(id)), after, {"id": str(id)})
 
     @strawberry.subscription(description="Changes to any order of one customer.")
     def orders_of_customer(
@@ -142,5 +159,8 @@ class Subscription:
     ) -> AsyncGenerator[ChangeNotification, None]:
         key = str(customer_id)
         return _notifications(
-            info, lambda change: change.entity_type == "Order" and change.customer_id == key, after
+            info,
+            lambda change: change.entity_type == "Order" and change.customer_id == key,
+            after,
+            {"customerId": key},
         )

@@ -4,17 +4,43 @@ They never talk to Elasticsearch; `readmodel.reader` runs what they build.
 Paging is by `search_after` on the sort values plus the id as a tiebreaker,
 so a page is as cheap at depth 10,000 as at depth 0 and stable while
 documents are added.
+
+Every argument is checked here, before it can reach Elasticsearch, by the
+domain's own rules (domain/rules.py), so that no string a client sends can
+make a search fail. The rule of thumb: a value that names something stored
+(an id, a sku, a category or tag to filter by) and that the domain would
+never have stored finds nothing, exactly as a value of nothing would; any
+other unusable value (free text with control characters, an overlong
+search, a cursor or position this service never handed out) is refused
+with `InvalidQuery`, naming the argument.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from domain.errors import InvalidInput
+from domain.rules import (
+    MAX_SAFE_INTEGER,
+    IdMustBeWellFormed,
+    SkuMustBeWellFormed,
+    TextMustBeClean,
+    TextMustFit,
+)
+
 __all__ = [
+    "MATCH_NONE",
+    "MAX_CURSOR",
+    "MAX_PREFIX",
+    "MAX_SEARCH",
     "PRICE_BUCKETS",
     "InvalidQuery",
     "OrderFilter",
@@ -24,13 +50,28 @@ __all__ = [
     "customer_search",
     "decode_cursor",
     "encode_cursor",
+    "free_text",
     "order_search",
+    "page_size",
+    "position",
     "product_facets",
     "product_search",
     "product_suggest",
+    "search_after",
+    "stored_id",
+    "stored_sku",
 ]
 
 MAX_PAGE = 100
+# Free text, in code points of its NFC form.
+MAX_SEARCH = 200
+MAX_PREFIX = 100
+# The longest cursor a page can hand out is a NAME sort's: a 200-character
+# name, every character a JSON escape of 12 bytes, in base64: about 3,300.
+MAX_CURSOR = 8192
+
+# A filter clause that matches nothing: a value that can never be stored.
+MATCH_NONE: dict[str, Any] = {"match_none": {}}
 
 
 class InvalidQuery(ValueError):
@@ -39,6 +80,71 @@ class InvalidQuery(ValueError):
     def __init__(self, message: str, argument: str) -> None:
         super().__init__(message)
         self.argument = argument
+
+
+def _stored_or_none(check: Callable[[], str]) -> str | None:
+    """What the domain would have stored for a value, or None if it would refuse it."""
+    try:
+        return check()
+    except InvalidInput:
+        return None
+
+
+def stored_id(value: str) -> str | None:
+    """The id as the write side makes them, or None for a string that no id
+    can be (empty, overlong, a control character, a lone surrogate): nothing
+    has such an id, and it is never sent to Elasticsearch."""
+    return _stored_or_none(lambda: IdMustBeWellFormed.check(value, "id"))
+
+
+def stored_sku(value: str) -> str | None:
+    """The sku as stored (trimmed, upper-cased), or None for one the domain refuses."""
+    return _stored_or_none(lambda: SkuMustBeWellFormed.check(value))
+
+
+def _category(value: str) -> str | None:
+    # As domain/product.py stores a category: clean, lower-cased, 0-100 characters.
+    return _stored_or_none(
+        lambda: TextMustFit.check(value, "category", "category", required=False, lower=True)
+    )
+
+
+def _tag(value: str) -> str | None:
+    # As TagsMustBeFew stores each tag: clean, lower-cased, 1-50 characters.
+    return _stored_or_none(lambda: TextMustFit.check(value, "tag", "tag", lower=True))
+
+
+def free_text(value: str | None, argument: str, limit: int) -> str:
+    """Search text, cleaned by the rule every stored text passed (trimmed, NFC,
+    no control characters, lone surrogates or noncharacters; tabs and line
+    breaks are only spaces to a search) and bounded; "" when there is none."""
+    if value is None:
+        return ""
+    try:
+        text = TextMustBeClean.check(value, argument, multiline=True)
+    except InvalidInput as error:
+        raise InvalidQuery(error.message, argument) from None
+    if len(text) > limit:
+        raise InvalidQuery(f"{argument} is at most {limit} characters", argument)
+    return text
+
+
+_POSITION = re.compile(r"[0-9]{1,16}")
+
+
+def position(value: str, argument: str) -> int:
+    """An outbox position as a client sends it back (a consistency token, a
+    subscription's `after`): ASCII digits up to the largest position a Long
+    can carry. Python's int() would also take " 7", "+7", "1_000" and other
+    scripts' digits, none of which this service hands out."""
+    if not _POSITION.fullmatch(value) or int(value) > MAX_SAFE_INTEGER:
+        raise InvalidQuery(
+            f"{argument} is a position this service gave out (a mutation's "
+            "consistencyToken or a notification's position): digits, "
+            f"at most {MAX_SAFE_INTEGER}",
+            argument,
+        )
+    return int(value)
 
 
 class ProductSort(StrEnum):
@@ -79,16 +185,65 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a sort value")
 
 
+_MALFORMED_CURSOR = "the cursor is malformed; pass one a page returned"
+
+
+def _is_sort_value(value: Any) -> bool:
+    if isinstance(value, str):
+        # A JSON escape can make a lone surrogate, which no request body can carry.
+        return _encodable(value)
+    if isinstance(value, float):
+        return math.isfinite(value)  # json reads 1e999 as infinity
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode_cursor(cursor: str, expected_length: int) -> list[Any]:
+    if len(cursor) > MAX_CURSOR:
+        raise InvalidQuery(_MALFORMED_CURSOR, "after")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()), parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidQuery("the cursor is malformed; pass one a page returned", "after") from None
+    except (ValueError, UnicodeError):
+        raise InvalidQuery(_MALFORMED_CURSOR, "after") from None
     if not isinstance(values, list) or len(values) != expected_length:
         raise InvalidQuery("the cursor belongs to another sort order or query", "after")
-    if not all(isinstance(v, str | int | float) for v in values):
-        raise InvalidQuery("the cursor is malformed; pass one a page returned", "after")
+    if not all(_is_sort_value(v) for v in values):
+        raise InvalidQuery(_MALFORMED_CURSOR, "after")
+    return values
+
+
+_LONG = range(-(2**63), 2**63)
+# Scores are 32-bit floats.
+_MAX_SCORE = 3.4e38
+
+
+def _fits(value: Any, sort: dict[str, Any]) -> bool:
+    """Whether a cursor's value is of the kind its sort field gives: every sort
+    field but these is a long or a date, which sorts as a long (epoch millis)."""
+    (name,) = sort
+    if name == "id":  # the tiebreaker: an id as the write side makes them
+        return isinstance(value, str) and stored_id(value) == value
+    if name == "name_sort":
+        return isinstance(value, str)
+    if name == "_score":
+        return isinstance(value, int | float) and abs(value) <= _MAX_SCORE
+    return isinstance(value, int) and value in _LONG
+
+
+def search_after(cursor: str, sort_clause: list[dict[str, Any]]) -> list[Any]:
+    """The cursor's sort values, each of the type its sort field takes: a value
+    Elasticsearch cannot parse for its field would fail the whole search."""
+    values = decode_cursor(cursor, len(sort_clause))
+    if not all(_fits(v, s) for v, s in zip(values, sort_clause, strict=True)):
+        raise InvalidQuery("the cursor belongs to another sort order or query", "after")
     return values
 
 
@@ -115,10 +270,18 @@ def product_filters(f: ProductFilter) -> dict[str, list[dict[str, Any]]]:
     }
     if f.statuses:
         clauses["status"].append({"terms": {"status": list(f.statuses)}})
-    if f.categories:
-        clauses["categories"].append({"terms": {"category": [c.lower() for c in f.categories]}})
-    for tag in f.tags:  # every tag asked for must be there
-        clauses["tags"].append({"term": {"tags": tag.lower()}})
+    if f.categories:  # any of them; one that could never be stored matches nothing
+        categories = _stored(f.categories, _category)
+        clauses["categories"].append(
+            {"terms": {"category": categories}} if categories else MATCH_NONE
+        )
+    if f.tags:  # every tag asked for must be there
+        tags = [_tag(t) for t in f.tags]
+        clauses["tags"] += (
+            [{"term": {"tags": t}} for t in dict.fromkeys(tags) if t is not None]
+            if None not in tags
+            else [MATCH_NONE]
+        )
     if f.min_price is not None or f.max_price is not None:
         bounds = {"gte": f.min_price, "lte": f.max_price}
         clauses["price"].append(
@@ -127,6 +290,11 @@ def product_filters(f: ProductFilter) -> dict[str, list[dict[str, Any]]]:
     if f.in_stock is not None:
         clauses["in_stock"].append({"term": {"in_stock": f.in_stock}})
     return clauses
+
+
+def _stored(values: Iterable[str], stored: Callable[[str], str | None]) -> list[str]:
+    """The values as stored, once each, leaving out those that never could be."""
+    return [v for v in dict.fromkeys(map(stored, values)) if v is not None]
 
 
 # Price facet buckets, in minor units; the last is open-ended.
@@ -185,9 +353,7 @@ def product_search(
     facets: bool = False,
 ) -> dict[str, Any]:
     size = page_size(first)
-    text = (search or "").strip()
-    if len(text) > 200:
-        raise InvalidQuery("search is at most 200 characters", "search")
+    text = free_text(search, "search", MAX_SEARCH)
     order = sort or (ProductSort.RELEVANCE if text else ProductSort.NEWEST)
     if order is ProductSort.RELEVANCE and not text:
         order = ProductSort.NEWEST
@@ -231,7 +397,7 @@ def product_search(
         query["bool"]["filter"] = every
     body["query"] = query
     if after:
-        body["search_after"] = decode_cursor(after, len(sort_clause))
+        body["search_after"] = search_after(after, sort_clause)
     return body
 
 
@@ -260,6 +426,21 @@ class OrderFilter:
     max_total: int | None = None
 
 
+def _instant(value: str | None, argument: str) -> datetime | None:
+    """An ISO 8601 time with its UTC offset; compared as instants, not as text."""
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidQuery(f"{argument} is not an ISO 8601 time", argument) from None
+    if instant.tzinfo is None:
+        raise InvalidQuery(
+            f"give {argument} with a UTC offset, e.g. 2026-11-26T10:00:00Z", argument
+        )
+    return instant
+
+
 def order_search(
     *,
     filter: OrderFilter | None = None,
@@ -271,11 +452,14 @@ def order_search(
     f = filter or OrderFilter()
     if f.min_total is not None and f.max_total is not None and f.min_total > f.max_total:
         raise InvalidQuery("minTotal is above maxTotal", "filter.minTotal")
-    if f.placed_after and f.placed_before and f.placed_after >= f.placed_before:
+    after_time = _instant(f.placed_after, "filter.placedAfter")
+    before_time = _instant(f.placed_before, "filter.placedBefore")
+    if after_time and before_time and after_time >= before_time:
         raise InvalidQuery("placedAfter is not before placedBefore", "filter.placedAfter")
     clauses: list[dict[str, Any]] = []
-    if f.customer_id:
-        clauses.append({"term": {"customer.id": f.customer_id}})
+    if f.customer_id is not None:  # "" too: it is no customer's id
+        customer = stored_id(f.customer_id)
+        clauses.append(MATCH_NONE if customer is None else {"term": {"customer.id": customer}})
     if f.statuses:
         clauses.append({"terms": {"status": list(f.statuses)}})
     placed = {"gte": f.placed_after, "lt": f.placed_before}
@@ -292,7 +476,7 @@ def order_search(
         "track_total_hits": True,
     }
     if after:
-        body["search_after"] = decode_cursor(after, len(sort_clause))
+        body["search_after"] = search_after(after, sort_clause)
     return body
 
 
@@ -300,9 +484,7 @@ def customer_search(
     *, search: str | None = None, first: int = 20, after: str | None = None
 ) -> dict[str, Any]:
     size = page_size(first)
-    text = (search or "").strip()
-    if len(text) > 200:
-        raise InvalidQuery("search is at most 200 characters", "search")
+    text = free_text(search, "search", MAX_SEARCH)
     query: dict[str, Any] = {"bool": {"filter": [{"term": {"erased": False}}]}}
     if text:
         query["bool"]["must"] = [
@@ -324,14 +506,16 @@ def customer_search(
         "track_total_hits": True,
     }
     if after:
-        body["search_after"] = decode_cursor(after, len(sort_clause))
+        body["search_after"] = search_after(after, sort_clause)
     return body
 
 
 def product_suggest(prefix: str, size: int = 10) -> dict[str, Any]:
-    prefix = prefix.strip()
-    if not prefix or len(prefix) > 100:
-        raise InvalidQuery("prefix is 1 to 100 characters", "prefix")
+    # The clean-text rule also keeps out the characters the completion field
+    # reserves for itself (U+0000, U+001E, U+001F), which fail the whole search.
+    prefix = free_text(prefix, "prefix", MAX_PREFIX)
+    if not prefix:
+        raise InvalidQuery(f"prefix is 1 to {MAX_PREFIX} characters", "prefix")
     return {
         "_source": ["id", "name", "sku"],
         "suggest": {

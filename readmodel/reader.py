@@ -25,6 +25,8 @@ from readmodel.queries import (
     order_search,
     product_search,
     product_suggest,
+    stored_id,
+    stored_sku,
 )
 
 __all__ = ["Page", "Reader", "Staleness"]
@@ -74,16 +76,27 @@ class Reader:
         return INDEXES[name].alias(self.prefix)
 
     async def get(self, name: str, id: str) -> dict[str, Any] | None:
+        """The document, or None; for any string at all. An id no document can
+        have (empty, 10,000 characters, a lone surrogate) is not sent: the
+        client would refuse it or Elasticsearch fail on it."""
+        key = stored_id(id)
+        if key is None:
+            return None
         try:
-            found = await self.client.get(index=self.alias(name), id=id)
+            found = await self.client.get(index=self.alias(name), id=key)
         except NotFoundError:
             return None
         source: dict[str, Any] = found["_source"]
         return source
 
-    async def find_one(self, name: str, field: str, value: str) -> dict[str, Any] | None:
+    async def product_by_sku(self, sku: str) -> dict[str, Any] | None:
+        """The product with this sku (as a client writes it: any case, spaces
+        around), or None; a string no sku can be is not looked up."""
+        key = stored_sku(sku)
+        if key is None:
+            return None
         result = await self.client.search(
-            index=self.alias(name), query={"term": {field: value}}, size=1
+            index=self.alias("products"), query={"term": {"sku": key}}, size=1
         )
         hits = result["hits"]["hits"]
         return hits[0]["_source"] if hits else None

@@ -7,15 +7,25 @@ from typing import Any
 
 import pytest
 
+from domain.rules import MAX_SAFE_INTEGER
 from readmodel.queries import (
+    MATCH_NONE,
+    MAX_CURSOR,
     MAX_PAGE,
     InvalidQuery,
+    OrderFilter,
+    OrderSort,
     ProductFilter,
     ProductSort,
+    customer_search,
     decode_cursor,
     encode_cursor,
+    order_search,
+    position,
     product_search,
     product_suggest,
+    stored_id,
+    stored_sku,
 )
 
 ACTIVE_ONLY = {"terms": {"status": ["active"]}}
@@ -309,3 +319,217 @@ def test_facets_leave_out_their_own_filter_and_hits_get_every_filter() -> None:
     assert aggs["in_stock"]["filter"] == {"bool": {"filter": [ACTIVE_ONLY, category]}}
     assert aggs["tags"]["filter"] == {"bool": {"filter": [ACTIVE_ONLY, category, in_stock]}}
     assert aggs["price"]["aggs"]["values"]["range"]["ranges"][-1] == {"from": 10000}
+
+
+# What a hostile client sends: characters no store takes, and sizes no field holds.
+HOSTILE_TEXT = {
+    "nul": "a\x00b",
+    "record-separator": "a\x1eb",
+    "unit-separator": "a\x1fb",
+    "noncharacter": "a\uffffb",
+    "lone-surrogate": "a\ud800b",
+    "10k": "x" * 10_000,
+    "100k": "x" * 100_000,
+}
+UUID = "3f1c2a7e-9b4d-4e21-8c55-0a1b2c3d4e5f"
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT.values(), ids=HOSTILE_TEXT.keys())
+def test_search_text_no_stored_text_could_hold_is_refused_naming_search(text: str) -> None:
+    for search in (product_search, customer_search):
+        with pytest.raises(InvalidQuery) as caught:
+            search(search=text)
+
+        assert caught.value.argument == "search"
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT.values(), ids=HOSTILE_TEXT.keys())
+def test_a_prefix_no_name_could_start_with_is_refused_naming_prefix(text: str) -> None:
+    with pytest.raises(InvalidQuery) as caught:
+        product_suggest(text)
+
+    assert caught.value.argument == "prefix"
+    assert "\ud800" not in str(caught.value)  # the message itself can be sent
+
+
+def test_search_text_is_taken_in_the_form_text_is_stored_in() -> None:
+    body = product_search(search=" cafe\u0301\tkettle \U0001f375\n")
+
+    text_match = body["query"]["bool"]["must"][0]["bool"]["should"][0]
+    # NFC, trimmed; a tab inside is a space to the analyzer, and emoji are text.
+    assert text_match["multi_match"]["query"] == "caf\u00e9\tkettle \U0001f375"
+
+
+def test_a_prefix_of_emoji_is_text() -> None:
+    assert product_suggest("\U0001f375 t")["suggest"]["names"]["prefix"] == "\U0001f375 t"
+
+
+def test_categories_are_matched_in_their_stored_form_once_each() -> None:
+    body = product_search(filter=ProductFilter(categories=(" Kitchen ", "KITCHEN", "Cafe\u0301")))
+
+    assert filters_of(body) == [ACTIVE_ONLY, {"terms": {"category": ["kitchen", "caf\u00e9"]}}]
+
+
+def test_a_category_no_product_could_have_is_left_out_and_alone_matches_nothing() -> None:
+    hostile = tuple(HOSTILE_TEXT.values())
+
+    some = product_search(filter=ProductFilter(categories=(*hostile, "garden")))
+    none = product_search(filter=ProductFilter(categories=hostile))
+
+    assert filters_of(some) == [ACTIVE_ONLY, {"terms": {"category": ["garden"]}}]
+    assert filters_of(none) == [ACTIVE_ONLY, MATCH_NONE]
+
+
+def test_an_empty_category_is_one_a_product_can_have() -> None:
+    body = product_search(filter=ProductFilter(categories=("",)))
+
+    assert filters_of(body) == [ACTIVE_ONLY, {"terms": {"category": [""]}}]
+
+
+@pytest.mark.parametrize("tag", ["", *HOSTILE_TEXT.values()], ids=["empty", *HOSTILE_TEXT])
+def test_a_tag_no_product_could_have_makes_the_filter_match_nothing(tag: str) -> None:
+    body = product_search(filter=ProductFilter(tags=("steel", tag)), facets=True)
+
+    assert body["post_filter"] == {"bool": {"filter": [ACTIVE_ONLY, MATCH_NONE]}}
+    # The tags facet still counts without its own filter.
+    assert body["aggs"]["tags"]["filter"] == {"bool": {"filter": [ACTIVE_ONLY]}}
+
+
+@pytest.mark.parametrize(
+    "customer_id",
+    ["", *HOSTILE_TEXT.values(), "a b", "x" * 37],
+    ids=["empty", *HOSTILE_TEXT, "space", "37"],
+)
+def test_orders_of_an_id_no_customer_could_have_match_nothing(customer_id: str) -> None:
+    body = order_search(filter=OrderFilter(customer_id=customer_id))
+
+    assert filters_of(body) == [MATCH_NONE]
+
+
+def test_orders_of_a_customer_filter_on_the_id() -> None:
+    body = order_search(filter=OrderFilter(customer_id=UUID))
+
+    assert filters_of(body) == [{"term": {"customer.id": UUID}}]
+
+
+def test_placed_times_are_compared_as_instants_not_as_text() -> None:
+    # 10:00 at +02:00 is 08:00 UTC: before 09:00 UTC, though "10" > "09".
+    after, before = "2026-01-01T10:00:00+02:00", "2026-01-01T09:00:00+00:00"
+
+    body = order_search(filter=OrderFilter(placed_after=after, placed_before=before))
+
+    assert filters_of(body) == [{"range": {"placed_at": {"gte": after, "lt": before}}}]
+
+
+@pytest.mark.parametrize(
+    ("placed_after", "placed_before", "argument"),
+    [
+        ("2026-01-01T10:00:00", None, "filter.placedAfter"),
+        (None, "2026-01-01T10:00:00", "filter.placedBefore"),
+        ("not a time", None, "filter.placedAfter"),
+        ("2026-01-02T00:00:00Z", "2026-01-01T00:00:00Z", "filter.placedAfter"),
+    ],
+    ids=["after-without-offset", "before-without-offset", "not-a-time", "after-not-before"],
+)
+def test_an_unusable_placed_time_is_refused_naming_it(
+    placed_after: str | None, placed_before: str | None, argument: str
+) -> None:
+    with pytest.raises(InvalidQuery) as caught:
+        order_search(filter=OrderFilter(placed_after=placed_after, placed_before=placed_before))
+
+    assert caught.value.argument == argument
+
+
+@pytest.mark.parametrize("value", ["0", "42", "007", str(MAX_SAFE_INTEGER)])
+def test_a_position_is_digits_up_to_the_largest_long(value: str) -> None:
+    assert position(value, "after") == int(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "-1",
+        " 1",
+        "1 ",
+        "+1",
+        "1_000",
+        "\u0661",
+        "1e3",
+        str(MAX_SAFE_INTEGER + 1),
+        "9" * 5000,
+        *HOSTILE_TEXT.values(),
+    ],
+)
+def test_anything_else_is_no_position_and_is_refused_naming_the_argument(value: str) -> None:
+    with pytest.raises(InvalidQuery) as caught:
+        position(value, "consistencyToken")
+
+    assert caught.value.argument == "consistencyToken"
+
+
+def test_an_id_is_looked_up_as_sent_when_the_write_side_could_have_made_it() -> None:
+    assert stored_id(UUID) == UUID
+    assert stored_id("a") == "a"
+
+
+@pytest.mark.parametrize("value", ["", " a", "a b", "x" * 37, "\U0001f375", *HOSTILE_TEXT.values()])
+def test_an_id_no_object_could_have_is_not_looked_up(value: str) -> None:
+    assert stored_id(value) is None
+
+
+def test_a_sku_is_looked_up_as_stored_and_one_no_product_could_have_is_not() -> None:
+    assert stored_sku(" k-1 ") == "K-1"
+    assert stored_sku("") is None
+    for hostile in HOSTILE_TEXT.values():
+        assert stored_sku(hostile) is None
+
+
+@pytest.mark.parametrize(
+    ("cursor", "sort"),
+    [
+        ("A" * (MAX_CURSOR + 1), ProductSort.NEWEST),
+        ("\ud800", ProductSort.NEWEST),
+        (_raw_cursor('[1, "\\ud800"]'), ProductSort.NEWEST),
+        (_raw_cursor('[1e999, "id-1"]'), ProductSort.PRICE_ASC),
+        (_raw_cursor('[true, "id-1"]'), ProductSort.PRICE_ASC),
+        (_raw_cursor('["cheap", "id-1"]'), ProductSort.PRICE_ASC),
+        (_raw_cursor('[1.5, "id-1"]'), ProductSort.PRICE_ASC),
+        (_raw_cursor(f'[{2**63}, "id-1"]'), ProductSort.NEWEST),
+        (_raw_cursor("[1, 2]"), ProductSort.NEWEST),
+        (_raw_cursor('[1, "kettle"]'), ProductSort.NAME),
+        (_raw_cursor('[1e39, 1, "id-1"]'), ProductSort.RELEVANCE),
+        (encode_cursor([1, "z" * 5000]), ProductSort.NEWEST),
+        (encode_cursor([1, "a b"]), ProductSort.NEWEST),
+    ],
+    ids=[
+        "too-long",
+        "lone-surrogate-itself",
+        "lone-surrogate-inside",
+        "infinite",
+        "boolean",
+        "text-for-a-price",
+        "fraction-for-a-price",
+        "beyond-a-long",
+        "number-for-the-id",
+        "number-for-a-name",
+        "score-beyond-a-float",
+        "overlong-id",
+        "no-id",
+    ],
+)
+def test_a_cursor_no_page_could_have_returned_is_refused_naming_after(
+    cursor: str, sort: ProductSort
+) -> None:
+    with pytest.raises(InvalidQuery) as caught:
+        product_search(search="kettle", sort=sort, after=cursor)
+
+    assert caught.value.argument == "after"
+
+
+def test_a_cursor_of_another_query_is_refused_for_orders_and_customers_too() -> None:
+    name_cursor = encode_cursor(["ada", "id-1"])
+
+    with pytest.raises(InvalidQuery):
+        order_search(sort=OrderSort.TOTAL_ASC, after=name_cursor)
+    assert customer_search(after=name_cursor)["search_after"] == ["ada", "id-1"]
