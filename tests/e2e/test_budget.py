@@ -1,16 +1,20 @@
-"""The query budget over HTTP, on a running service with a budget of 20 a minute:
-a client over it answers 429 with `Retry-After` and `RATE_LIMITED`, and another
+"""The query budget on a running service with a budget of 20 a minute: over HTTP a
+client over it answers 429 with `Retry-After` and `RATE_LIMITED`, and another
 client (here: another address, named by X-Forwarded-For, which uvicorn trusts
-from 127.0.0.1 by default, as from a reverse proxy on the same machine) goes on."""
+from 127.0.0.1 by default, as from a reverse proxy on the same machine) goes on;
+over a WebSocket, queries and subscriptions spend from the same bucket."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.e2e.conftest import Server, migrated_and_serving, serve_env
 
@@ -18,6 +22,8 @@ pytestmark = pytest.mark.elasticsearch
 
 # Costs 12: `__schema` 1, `types` a list counted as 10 (1 + 10 x 1 for `name`).
 TWELVE = "{ __schema { types { name } } }"
+# Costs 6: the field and its five leaves.
+SIX = 'subscription { productChanged(id: "p-1") { entityType id version position kind } }'
 # Generous: only a hang could miss it.
 ANSWER_WITHIN = 10.0
 
@@ -70,3 +76,38 @@ def test_another_client_is_not_affected_by_one_over_its_budget(tight_server: Ser
     assert "errors" not in elsewhere.json()
     assert budget(elsewhere)["remaining"] == 8
     assert post(tight_server, TWELVE).status_code == 429
+
+
+async def test_over_a_websocket_queries_and_subscriptions_spend_and_are_refused_alike(
+    tight_server: Server,
+) -> None:
+    url = tight_server.url.replace("http://", "ws://", 1) + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+        async def send(operation_id: str, query: str) -> None:
+            message = {"id": operation_id, "type": "subscribe", "payload": {"query": query}}
+            await ws.send(json.dumps(message))
+
+        heard: dict[str, list[dict[str, Any]]] = {}
+
+        async def until_complete(operation_id: str) -> list[dict[str, Any]]:
+            async with asyncio.timeout(ANSWER_WITHIN):
+                while not any(m["type"] == "complete" for m in heard.get(operation_id, ())):
+                    message = json.loads(await ws.recv())
+                    heard.setdefault(message.get("id", ""), []).append(message)
+            return heard[operation_id]
+
+        await send("query", TWELVE)  # 8 left
+        [answered, _] = await until_complete("query")
+        await send("subscribed", SIX)  # 2 left: it stays open, waiting for changes
+        await send("refused", SIX)
+        [refused, _] = await until_complete("refused")
+
+    assert "errors" not in answered["payload"]
+    assert answered["payload"]["extensions"]["cost"]["budget"]["remaining"] == 8
+    [error] = refused["payload"]["errors"]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert error["extensions"]["retryAfter"] >= 1
+    assert "subscribed" not in heard
