@@ -119,8 +119,9 @@ class ConsistencyReport(SchemaExtension):
 
 class CostReport(SchemaExtension):
     """Puts the cost api/limits.py computed for the operation that runs in
-    `extensions.cost` (and so on the execution context, where a rate limiter can
-    read it). Measured documents are remembered, so this costs a lookup."""
+    `extensions.cost` (and so on the execution context, where the query budget,
+    api/budget.py, adds what is left of the client's budget). Measured documents
+    are remembered, so this costs a lookup."""
 
     def __init__(self, max_cost: int) -> None:
         self.max_cost = max_cost
@@ -131,8 +132,8 @@ class CostReport(SchemaExtension):
         if document is not None and context.operation_type is not OperationType.SUBSCRIPTION:
             measures = measure_operation(context.schema._schema, document, context.operation_name)
             if measures is not None:
-                context.extensions_results["cost"] = {
-                    "requested": measures.cost,
-                    "limit": self.max_cost,
-                }
+                # Merged: the query budget (api/budget.py) adds its state beside.
+                context.extensions_results.setdefault("cost", {}).update(
+                    requested=measures.cost, limit=self.max_cost
+                )
         yield

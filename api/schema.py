@@ -24,6 +24,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
 
+from api.budget import Buckets, QueryBudget
 from api.extensions import ConsistencyReport, CostReport, MaskInternalErrors, with_error_codes
 from api.limits_rule import Limits, limits_rule
 from api.mutations.adjust_stock import adjust_stock
@@ -166,9 +167,13 @@ class BicameralSchema(strawberry.Schema):
             yield result
 
 
-def build_schema(*, mask_errors: bool = True, introspection: bool = True) -> strawberry.Schema:
+def build_schema(
+    *, mask_errors: bool = True, introspection: bool = True, buckets: Buckets | None = None
+) -> strawberry.Schema:
     # Factories: strawberry builds fresh extensions per request. The parser and
-    # validation caches live at module level, so they still serve every request.
+    # validation caches live at module level, so they still serve every request;
+    # the budget's buckets live with the schema, one set per process.
+    shared = Buckets() if buckets is None else buckets
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
         lambda: AddValidationRules(_LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=LIMITS["max_tokens"]),
@@ -177,6 +182,8 @@ def build_schema(*, mask_errors: bool = True, introspection: bool = True) -> str
         lambda: MaskInternalErrors(mask=mask_errors),
         ConsistencyReport,
         lambda: CostReport(max_cost=LIMITS["max_cost"]),
+        # Spends the cost from the client's bucket, or refuses (api/budget.py).
+        lambda: QueryBudget(shared),
     ]
     if not introspection:
         extensions.append(DisableIntrospection)

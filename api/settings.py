@@ -60,6 +60,10 @@ class Settings:
     idempotency_ttl_hours: float = 24.0
     # Changes a subscriber may have waiting; one that falls further behind is closed.
     subscriber_queue_size: int = 1000
+    # Query cost (api/limits.py) each client may spend per minute, per process; 0: no budget.
+    budget_per_minute: int = 600_000
+    # Staff and admins get this many times BUDGET_PER_MINUTE.
+    budget_staff_multiplier: int = 10
     # Serve GraphiQL on GET /graphql.
     graphiql: bool = True
     # Answer introspection queries (turn off in production if the schema is private).
@@ -80,6 +84,8 @@ class Settings:
             ("shutdown_timeout", self.shutdown_timeout >= 0, "0 or more"),
             ("feed_batch_size", self.feed_batch_size >= 1, "at least 1"),
             ("subscriber_queue_size", self.subscriber_queue_size >= 1, "at least 1"),
+            ("budget_per_minute", self.budget_per_minute >= 0, "0 (off) or more"),
+            ("budget_staff_multiplier", self.budget_staff_multiplier >= 1, "at least 1"),
             ("feed_poll_interval", 0 < self.feed_poll_interval < math.inf, "above 0"),
             ("feed_linger", 0 <= self.feed_linger < math.inf, "0 or more"),
             ("feed_lease_seconds", 0 < self.feed_lease_seconds < math.inf, "above 0"),
