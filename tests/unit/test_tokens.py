@@ -600,3 +600,27 @@ async def test_in_production_graphiql_and_introspection_are_off(
 
 def test_identity_is_the_one_type_every_decision_reads() -> None:
     assert Identity(Role.STAFF).is_staff
+
+
+def test_serve_demo_prints_one_token_per_role_the_server_accepts(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli import _print_demo_tokens
+
+    _print_demo_tokens(Settings(data_dir=data_dir), "demo-customer-1")
+
+    printed = dict(
+        line.strip().split(": ", 1)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("  ")
+    )
+    verify = verifier_for(Settings(data_dir=data_dir))
+    identities = {
+        label.split(" ")[0]: asyncio.run(verify.identity(token)) for label, token in printed.items()
+    }
+    assert {name: i.role for name, i in identities.items()} == {
+        "customer": Role.CUSTOMER,
+        "staff": Role.STAFF,
+        "admin": Role.ADMIN,
+    }
+    assert identities["customer"].customer_id == "demo-customer-1"
