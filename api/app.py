@@ -81,7 +81,9 @@ def create_app(
     settings = app.settings
     graphql = BicameralGraphQL(
         app,
-        schema=build_schema(mask_errors=settings.mask_errors, introspection=settings.introspection),
+        schema=build_schema(
+            mask_errors=settings.mask_errors, introspection=bool(settings.introspection)
+        ),
         graphql_ide="graphiql" if settings.graphiql else None,
         # Both protocols (graphql-transport-ws and the legacy graphql-ws) are on by
         # default; this adds the legacy protocol's keep-alive messages.
