@@ -63,13 +63,12 @@ def _refusal_response(error: HTTPException) -> Response:
 def unauthenticated(error: InvalidToken) -> RequestRefused:
     """401 for a token that cannot be trusted: never anonymous, and only a short reason
     (RFC 6750's `invalid_token`, which tells clients to get a new one)."""
+    quoted = error.reason.replace('"', "'")
     return RequestRefused(
         401,
         "UNAUTHENTICATED",
         f"The bearer token is not valid: {error.reason}",
-        headers={
-            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{error.reason}"'
-        },
+        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{quoted}"'},
     )
 
 

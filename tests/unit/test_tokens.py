@@ -38,7 +38,7 @@ from api.auth import (
     TokenVerifier,
     verifier_for,
 )
-from api.identity import Identity, Role, customer_id_of
+from api.identity import Role, customer_id_of
 from api.settings import Settings
 from tests.e2e.conftest import BIN
 
@@ -508,6 +508,26 @@ async def test_over_http_a_jwks_token_is_accepted_and_a_forged_one_refused(
     assert not LocalSigningKey.path_in(tmp_path).exists()  # no local key with a JWKS
 
 
+async def test_over_http_an_unreachable_issuer_answers_503_not_401(
+    issuer: Issuer, tmp_path: Path
+) -> None:
+    issuer.rotate("key-1")
+    token = issuer.token("key-1")
+    issuer.server.shutdown()
+    issuer.server.server_close()
+    app = create_app(
+        Settings(
+            data_dir=tmp_path, auth_jwks_url=issuer.url, auth_issuer=ISSUER, auth_audience=AUDIENCE
+        )
+    )
+
+    response = await post(app, {"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 503
+    assert response.json()["errors"][0]["extensions"]["code"] == "AUTH_UNAVAILABLE"
+    assert "retry-after" in response.headers
+
+
 # --- CORS ---
 
 
@@ -596,10 +616,6 @@ async def test_in_production_graphiql_and_introspection_are_off(
     assert page.status_code == 404
     assert introspection.json()["data"] is None
     assert not LocalSigningKey.path_in(tmp_path).exists()
-
-
-def test_identity_is_the_one_type_every_decision_reads() -> None:
-    assert Identity(Role.STAFF).is_staff
 
 
 def test_serve_demo_prints_one_token_per_role_the_server_accepts(
