@@ -10,11 +10,14 @@ from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from api import demo
+from api.auth import verifier_for
 from api.bootstrap import Bicameral, build
 from api.context import Context
 from api.http import GraphQLView
@@ -34,7 +37,11 @@ class BicameralGraphQL(GraphQLView):
         self.bicameral = app
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(app=self.bicameral, request=request, response=response)
+        context = Context(app=self.bicameral, request=request, response=response)
+        # A WebSocket's identity is settled by its connection_init (api/websocket.py).
+        if request.scope["type"] == "http":
+            context.identity = await self.request_identity(request.headers.get("authorization"))
+        return context
 
 
 async def _healthz(_: Request) -> Response:
@@ -74,13 +81,18 @@ def create_app(
     settings = app.settings
     graphql = BicameralGraphQL(
         app,
-        schema=build_schema(mask_errors=settings.mask_errors, introspection=settings.introspection),
+        schema=build_schema(
+            mask_errors=settings.mask_errors, introspection=bool(settings.introspection)
+        ),
         graphql_ide="graphiql" if settings.graphiql else None,
         # Both protocols (graphql-transport-ws and the legacy graphql-ws) are on by
         # default; this adds the legacy protocol's keep-alive messages.
         keep_alive=True,
         keep_alive_interval=15,
         max_body_bytes=settings.max_body_bytes,
+        verifier=verifier_for(settings),
+        # Pages on these origins may open a WebSocket too (non-browser clients send no Origin).
+        allowed_origins=list(settings.allowed_origins),
     )
 
     @contextlib.asynccontextmanager
@@ -111,6 +123,18 @@ def create_app(
             Route("/metrics", metrics_endpoint(app)),
         ],
         lifespan=lifespan,
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.allowed_origins),
+                allow_credentials=True,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Correlation-Id"],
+                expose_headers=["WWW-Authenticate", "Retry-After"],
+                # Browsers cache a preflight this long (seconds) instead of asking each time.
+                max_age=600,
+            )
+        ],
     )
     starlette.state.bicameral = app
     return starlette

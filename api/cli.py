@@ -3,6 +3,8 @@
   bicameral serve [--demo] [--workers N]  the API (and, on SQLite, the feed worker)
   bicameral worker                    the feed worker alone
   bicameral migrate                   create or upgrade the write database
+  bicameral token --role ROLE [--customer ID] [--subject S] [--ttl 1h]
+                                      a token signed with the local key (development)
   bicameral search-node ...           a local Elasticsearch node (start|stop|status|logs)
   bicameral readmodel status          where each read model is, and how far behind
   bicameral readmodel rebuild [NAME]  rebuild read models without downtime
@@ -45,6 +47,11 @@ def _logging(level: str) -> None:
 def _serve(settings: Settings, demo: bool, workers: int | None) -> int:
     import uvicorn
 
+    if settings.uses_local_signing_key:
+        from api.auth import LocalSigningKey
+
+        # Made here, once, before uvicorn's processes start and each wants it.
+        LocalSigningKey.load_or_create(settings.data_dir)
     problem = asyncio.run(_prepare_to_serve(settings, demo))
     if problem:
         print(f"bicameral serve: {problem}", file=sys.stderr)
@@ -80,6 +87,7 @@ async def _prepare_to_serve(settings: Settings, demo: bool) -> str | None:
     from alembic.script import ScriptDirectory
 
     from api.bootstrap import build
+    from api.demo import demo_customer_id
     from writemodel.database import create_engine
     from writemodel.migrate import alembic_config, migrate
 
@@ -107,9 +115,93 @@ async def _prepare_to_serve(settings: Settings, demo: bool) -> str | None:
         app = build(settings, embedded_worker=False)
         try:
             await load_demo(app)
+            _print_demo_tokens(settings, await demo_customer_id(app))
         finally:
             await app.stop()
     return None
+
+
+# Demo tokens last a working day; `bicameral token` makes more.
+_DEMO_TOKEN_TTL = 12 * 3600
+
+
+def _print_demo_tokens(settings: Settings, customer_id: str | None) -> None:
+    if not settings.uses_local_signing_key:
+        print("demo tokens: none, tokens come from AUTH_JWKS_URL's issuer", flush=True)
+        return
+    lines = [
+        f"Demo tokens (valid {_DEMO_TOKEN_TTL // 3600} h), to send as "
+        "`Authorization: Bearer <token>` (GraphiQL: the Headers pane):"
+    ]
+    if customer_id is not None:
+        token = _local_token(settings, "customer", customer_id, "demo-ada", _DEMO_TOKEN_TTL)
+        lines.append(f"  customer (Ada Lovelace, {customer_id}): {token}")
+    for role in ("staff", "admin"):
+        lines.append(
+            f"  {role}: {_local_token(settings, role, None, f'demo-{role}', _DEMO_TOKEN_TTL)}"
+        )
+    lines.append("More: bicameral token --role customer|staff|admin [--customer ID]")
+    print("\n".join(lines), flush=True)
+
+
+def _local_token(
+    settings: Settings, role: str, customer_id: str | None, subject: str, ttl: int
+) -> str:
+    from datetime import timedelta
+
+    from api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalSigningKey
+    from api.identity import Role
+
+    key = LocalSigningKey.load_or_create(settings.data_dir)
+    return key.token(
+        role=Role(role),
+        subject=subject,
+        customer_id=customer_id,
+        ttl=timedelta(seconds=ttl),
+        issuer=settings.auth_issuer or LOCAL_ISSUER,
+        audience=settings.auth_audience or LOCAL_AUDIENCE,
+        role_claim=settings.auth_role_claim,
+        customer_claim=settings.auth_customer_claim,
+    )
+
+
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _ttl(raw: str) -> int:
+    """Seconds from `900`, `30m`, `12h` or `7d`; argparse's type for --ttl."""
+    raw = raw.strip().lower()
+    unit = _TTL_UNITS.get(raw[-1:])
+    number = raw[:-1] if unit else raw
+    if not number.isdigit() or int(number) == 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a duration like 900, 30m, 12h or 7d")
+    seconds = int(number) * (unit or 1)
+    if seconds > 30 * 86400:
+        raise argparse.ArgumentTypeError("at most 30 days")
+    return seconds
+
+
+def _token(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from domain.errors import InvalidInput
+    from domain.rules import IdMustBeWellFormed
+
+    if not settings.uses_local_signing_key:
+        parser.error(
+            "token: the local signing key is not used when AUTH_JWKS_URL is set "
+            "(get tokens from that issuer)"
+        )
+    if args.customer is not None:
+        if args.role != "customer":
+            parser.error("token: --customer goes with --role customer")
+        try:
+            IdMustBeWellFormed.check(args.customer, "--customer")
+        except InvalidInput as error:
+            parser.error(f"token: {error}")
+    subject = args.subject or (
+        f"customer-{args.customer}" if args.customer else f"local-{args.role}"
+    )
+    print(_local_token(settings, args.role, args.customer, subject, args.ttl))
+    return 0
 
 
 async def _worker(settings: Settings) -> int:
@@ -316,6 +408,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("worker", help="run the feed worker alone")
     commands.add_parser("migrate", help="create or upgrade the write database's schema")
+    token = commands.add_parser(
+        "token",
+        help="print a token signed with the local key in DATA_DIR (development only)",
+    )
+    token.add_argument("--role", required=True, choices=["customer", "staff", "admin"])
+    token.add_argument(
+        "--customer", metavar="ID", help="the customer's id (default: derived from the subject)"
+    )
+    token.add_argument("--subject", help="the token's `sub` (default: local-ROLE)")
+    token.add_argument(
+        "--ttl", type=_ttl, default=3600, help="how long it lasts: 900, 30m, 12h, 7d (default 1h)"
+    )
     node = commands.add_parser("search-node", help="a local Elasticsearch node", add_help=False)
     node.add_argument("rest", nargs=argparse.REMAINDER)
     readmodel = commands.add_parser(
@@ -355,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         parser.error(str(error))
     _logging(settings.log_level)
+    if args.command == "token":
+        return _token(settings, args, parser)
     if args.command == "serve":
         if args.workers is not None and args.workers < 1:
             parser.error("--workers must be at least 1")

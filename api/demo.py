@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
+
 from api.bootstrap import Bicameral
 from domain import commands as c
 from domain.errors import AlreadyExists
 
-__all__ = ["load_demo"]
+__all__ = ["DEMO_CUSTOMER_EMAIL", "demo_customer_id", "load_demo"]
+
+# The demo's one customer; `bicameral serve --demo` prints a customer token for it.
+DEMO_CUSTOMER_EMAIL = "ada@example.com"
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +89,7 @@ async def load_demo(app: Bicameral) -> int:
             pass
     try:
         customer = await app.commands.execute(
-            c.RegisterCustomer(email="ada@example.com", name="Ada Lovelace"),
+            c.RegisterCustomer(email=DEMO_CUSTOMER_EMAIL, name="Ada Lovelace"),
             idempotency_key="demo:customer:ada",
         )
         await app.commands.execute(
@@ -99,3 +104,15 @@ async def load_demo(app: Bicameral) -> int:
     log.info("demo data: %d products created", created)
     app.committed()
     return created
+
+
+async def demo_customer_id(app: Bicameral) -> str | None:
+    """The demo customer's id, read from the write database (it was made when the demo
+    first loaded, maybe long ago); None if there is no such customer."""
+    from writemodel.tables import customers
+
+    async with app.engine.connect() as conn:
+        found = await conn.execute(
+            select(customers.c.id).where(customers.c.email == DEMO_CUSTOMER_EMAIL)
+        )
+        return found.scalar_one_or_none()

@@ -24,7 +24,9 @@ from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from api.auth import InvalidToken, KeysUnavailable, TokenVerifier, bearer_token, connection_token
 from api.context import Context
+from api.identity import ANONYMOUS, Identity
 from api.requests import (
     RequestRefused,
     UnreadableJson,
@@ -34,7 +36,7 @@ from api.requests import (
 )
 from api.websocket import LegacyWSHandler, TransportWSHandler
 
-__all__ = ["GraphQLView"]
+__all__ = ["GraphQLView", "unauthenticated"]
 
 # The code a refusal from strawberry itself (a cross_web HTTPException) gets, by status.
 _CODE_BY_STATUS = {
@@ -55,6 +57,27 @@ def _refusal_response(error: HTTPException) -> Response:
         error.headers.setdefault("Allow", "GET, POST")
     return JSONResponse(
         {"errors": [error.formatted]}, status_code=error.status_code, headers=error.headers
+    )
+
+
+def unauthenticated(error: InvalidToken) -> RequestRefused:
+    """401 for a token that cannot be trusted: never anonymous, and only a short reason
+    (RFC 6750's `invalid_token`, which tells clients to get a new one)."""
+    quoted = error.reason.replace('"', "'")
+    return RequestRefused(
+        401,
+        "UNAUTHENTICATED",
+        f"The bearer token is not valid: {error.reason}",
+        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{quoted}"'},
+    )
+
+
+def _keys_unavailable() -> RequestRefused:
+    return RequestRefused(
+        503,
+        "AUTH_UNAVAILABLE",
+        "The token issuer's keys cannot be fetched; try again shortly",
+        headers={"Retry-After": "5"},
     )
 
 
@@ -86,9 +109,36 @@ class GraphQLView(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
-    def __init__(self, *, max_body_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *, max_body_bytes: int, verifier: TokenVerifier | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.max_body_bytes = max_body_bytes
+        # None: no tokens are taken, every caller is anonymous (a view without accounts).
+        self.verifier = verifier
+
+    async def request_identity(self, authorization: str | None) -> Identity:
+        """Who an HTTP request's `Authorization` header names: ANONYMOUS without one;
+        a bad token is refused with 401, never taken as anonymous."""
+        try:
+            token = bearer_token(authorization)
+            return await self._identity(token)
+        except InvalidToken as error:
+            raise unauthenticated(error) from None
+        except KeysUnavailable:
+            raise _keys_unavailable() from None
+
+    async def connection_identity(self, payload: object, handshake: str | None) -> Identity:
+        """Who a WebSocket's `connection_init` payload (or, without a token there, its
+        handshake's `Authorization` header) names; InvalidToken or KeysUnavailable."""
+        return await self._identity(connection_token(payload, handshake))
+
+    async def _identity(self, token: str | None) -> Identity:
+        if token is None:
+            return ANONYMOUS
+        if self.verifier is None:
+            raise InvalidToken("this service takes no tokens")
+        return await self.verifier.identity(token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

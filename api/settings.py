@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = ["Settings", "SettingsError"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("development", "production")
+DEFAULT_ROLES = ("customer", "anonymous", "none")
+# scheme://host[:port], as browsers send it in `Origin` (a bracketed IPv6 host too).
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 class SettingsError(ValueError):
@@ -64,12 +71,33 @@ class Settings:
     budget_per_minute: int = 600_000
     # Staff and admins get this many times BUDGET_PER_MINUTE.
     budget_staff_multiplier: int = 10
-    # Serve GraphiQL on GET /graphql.
-    graphiql: bool = True
-    # Answer introspection queries (turn off in production if the schema is private).
-    introspection: bool = True
+    # `development` or `production`: production turns GraphiQL and introspection off,
+    # needs a JWKS issuer and refuses unsafe settings (docs/security.md).
+    bicameral_env: str = "development"
+    # Serve GraphiQL on GET /graphql (default: on in development, off in production).
+    graphiql: bool | None = None
+    # Answer introspection queries (default: on in development, off in production).
+    introspection: bool | None = None
     # Hide error internals from clients; only a stable code and message are returned.
     mask_errors: bool = True
+    # Origins (comma-separated, e.g. https://shop.example) whose pages may call the API.
+    cors_origins: str = ""
+    # OIDC issuer's JWKS URL the API takes token keys from; empty: the local signing key.
+    auth_jwks_url: str = ""
+    # The `iss` every token must carry (required with AUTH_JWKS_URL).
+    auth_issuer: str = ""
+    # The `aud` every token must include (required with AUTH_JWKS_URL).
+    auth_audience: str = ""
+    # Seconds of clock difference allowed on `exp`, `nbf` and `iat`.
+    auth_clock_skew: float = 30.0
+    # Seconds the JWKS is kept before it is fetched again (an unknown `kid` fetches at once).
+    auth_jwks_cache_seconds: float = 300.0
+    # Claim holding the caller's role (a string, or a list where the highest known role wins).
+    auth_role_claim: str = "role"
+    # Role of a valid token whose role claim names no known role: customer, anonymous or none.
+    auth_default_role: str = "customer"
+    # Claim holding a customer's id; without it the id derives from `iss` and `sub`.
+    auth_customer_claim: str = "customer_id"
     # Port of the local Elasticsearch node that `bicameral search-node` manages.
     search_node_port: int = 9200
     # Log level of the service's loggers and uvicorn's (debug, info, warning, error).
@@ -92,10 +120,54 @@ class Settings:
             ("consistency_timeout", 0 <= self.consistency_timeout < math.inf, "0 or more"),
             ("request_timeout", 0 < self.request_timeout < math.inf, "above 0"),
             ("idempotency_ttl_hours", 0 < self.idempotency_ttl_hours < math.inf, "above 0"),
+            ("bicameral_env", self.bicameral_env in ENVIRONMENTS, " or ".join(ENVIRONMENTS)),
+            ("auth_clock_skew", 0 <= self.auth_clock_skew <= 300, "0 to 300 seconds"),
+            ("auth_jwks_cache_seconds", 0 < self.auth_jwks_cache_seconds < math.inf, "above 0"),
+            ("auth_role_claim", bool(self.auth_role_claim.strip()), "a claim name"),
+            ("auth_customer_claim", bool(self.auth_customer_claim.strip()), "a claim name"),
+            (
+                "auth_default_role",
+                self.auth_default_role in DEFAULT_ROLES,
+                " or ".join(DEFAULT_ROLES),
+            ),
         ]
         for name, ok, wanted in checks:
             if not ok:
                 raise SettingsError(f"{name.upper()}={getattr(self, name)!r} must be {wanted}")
+        for origin in self.allowed_origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise SettingsError(
+                    f"CORS_ORIGINS has {origin!r}: an origin is scheme://host[:port], "
+                    "without a path or a trailing slash"
+                )
+        if self.auth_jwks_url:
+            for name in ("auth_issuer", "auth_audience"):
+                if not getattr(self, name):
+                    raise SettingsError(f"{name.upper()} must be set with AUTH_JWKS_URL")
+        production = self.bicameral_env == "production"
+        # Unset GraphiQL and introspection follow the environment; set, they are kept.
+        for name in ("graphiql", "introspection"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, not production)
+        if production:
+            problem = _unsafe_in_production(self)
+            if problem:
+                raise SettingsError(f"BICAMERAL_ENV=production refuses to start: {problem}")
+
+    @property
+    def is_production(self) -> bool:
+        return self.bicameral_env == "production"
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """CORS_ORIGINS as a list; empty: no page on another origin may call the API."""
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+    @property
+    def uses_local_signing_key(self) -> bool:
+        """Tokens are checked against the key `bicameral serve` keeps in DATA_DIR
+        (development only) rather than an issuer's JWKS."""
+        return not self.auth_jwks_url
 
     @property
     def sqlite_default_url(self) -> str:
@@ -126,6 +198,25 @@ class Settings:
             values[f.name] = _parse(f.name, str(f.type), raw)
         values.update(overrides)
         return cls(**values)
+
+
+def _unsafe_in_production(settings: Settings) -> str | None:
+    """The first setting production refuses, said with its variable; None if all are safe."""
+    if not settings.auth_jwks_url:
+        return (
+            "AUTH_JWKS_URL is empty: production takes token keys from an issuer's JWKS, "
+            "never the local signing key"
+        )
+    jwks = urlsplit(settings.auth_jwks_url)
+    if jwks.scheme != "https" and not (
+        jwks.scheme == "http" and jwks.hostname in {h.strip("[]") for h in _LOOPBACK_HOSTS}
+    ):
+        return f"AUTH_JWKS_URL={settings.auth_jwks_url!r} must be an https:// URL"
+    if not settings.mask_errors:
+        return "MASK_ERRORS=false would show error internals to clients"
+    if "*" in settings.allowed_origins:
+        return "CORS_ORIGINS='*' lets every site call the API; list the origins"
+    return None
 
 
 def _parse(name: str, type_name: str, raw: str) -> Any:

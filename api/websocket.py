@@ -5,11 +5,20 @@ subscription with a syntax error in silence (graphql-transport-ws) or never
 answered it (graphql-ws), and failed on queries and mutations over the legacy
 protocol. These subclasses check each operation as HTTP does (api/requests.py)
 and answer with the protocol's `error` message when it cannot run.
+
+Who is calling is settled once per socket, at `connection_init` (its payload's
+token, see api/auth/bearer.py): every operation on the socket runs as that
+identity. A bad token closes the socket with 4403 (graphql-transport-ws) or
+answers `connection_error` and closes with 4403 (graphql-ws); a socket whose
+token expires is closed with 4403 at its `exp`, and the client reconnects with a
+fresh token and `after` (docs/security.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 from graphql import GraphQLError
@@ -20,6 +29,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.graphql import OperationType
 
+from api.auth import InvalidToken, KeysUnavailable
 from api.context import Context
 from api.requests import RequestRefused, request_fields, select_operation
 
@@ -62,10 +72,80 @@ def _refusal(payload: object) -> dict[str, Any] | None:
     return None
 
 
-class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+# The close code both protocols use for "your credentials are not (or no longer) good".
+UNAUTHENTICATED_CLOSE = 4403
+# Close code 1013, "try again later": the issuer's keys could not be fetched.
+TRY_AGAIN_LATER_CLOSE = 1013
+
+
+class _SocketIdentity:
+    """Settles a socket's identity from its `connection_init`, and closes the socket
+    when that identity's token expires."""
+
+    context: Context
+    websocket: Any
+    view: Any
+    _expiry: asyncio.Task[None] | None = None
+
+    async def _identify(self, payload: object) -> str | None:
+        """Set the context's identity from the payload; a close reason if it cannot be."""
+        handshake = self.context.request.headers.get("authorization")
+        try:
+            self.context.identity = await self.view.connection_identity(payload, handshake)
+        except InvalidToken as error:
+            return f"Unauthenticated: {error.reason}"[:120]
+        return None
+
+    def _watch_expiry(self) -> None:
+        expires_at = self.context.identity.expires_at
+        if expires_at is not None and self._expiry is None:
+            delay = (expires_at - datetime.now(UTC)).total_seconds()
+            self._expiry = asyncio.create_task(self._close_when_expired(delay))
+
+    async def _close_when_expired(self, delay: float) -> None:
+        await asyncio.sleep(max(delay, 0))
+        with contextlib.suppress(Exception):
+            await self.websocket.close(code=UNAUTHENTICATED_CLOSE, reason="Token expired")
+
+    async def _stop_watching(self) -> None:
+        if self._expiry is not None and self._expiry is not asyncio.current_task():
+            self._expiry.cancel()
+            with contextlib.suppress(BaseException):
+                await self._expiry
+
+
+class TransportWSHandler(_SocketIdentity, BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws: a malformed message closes with 4400 as the protocol says
     (strawberry raised on some); an operation refused before it starts, a syntax error
     included, gets an `error` message, never a bare `complete`."""
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            await self._stop_watching()
+
+    async def handle_connection_init(self, message: Any) -> None:
+        payload = message.get("payload", {})
+        # Only a first, well-formed init is checked; the base class refuses the others.
+        if (
+            isinstance(payload, dict)
+            and not self.connection_init_received
+            and not self.connection_timed_out
+        ):
+            try:
+                refused = await self._identify(payload)
+            except KeysUnavailable:
+                await self.websocket.close(code=TRY_AGAIN_LATER_CLOSE, reason="Try again later")
+                return
+            if refused is not None:
+                if self.connection_init_timeout_task:
+                    self.connection_init_timeout_task.cancel()
+                await self.websocket.close(code=UNAUTHENTICATED_CLOSE, reason=refused)
+                return
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self._watch_expiry()
 
     async def handle_message(self, message: Any) -> None:
         if not _well_formed(message) or (
@@ -91,15 +171,48 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().send_message(message)
 
 
-class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+class LegacyWSHandler(_SocketIdentity, BaseGraphQLWSHandler[Context, None]):
     """graphql-ws (subscriptions-transport-ws): queries and mutations are executed once
     (strawberry only subscribed, and failed on them), and every `start` gets an answer:
     an `error` for a malformed or refused operation or a syntax error, where strawberry
     sent nothing."""
 
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            await self._stop_watching()
+
     async def handle_message(self, message: Any) -> None:
         if _well_formed(message):  # the legacy protocol has no answer to a malformed message
             await super().handle_message(message)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        payload = message.get("payload")
+        if self.connection_acknowledged:
+            # A second init could swap the socket's identity under running operations.
+            await self.websocket.close(code=4429, reason="Too many initialisation requests")
+            return
+        if payload is None or isinstance(payload, dict):
+            try:
+                refused = await self._identify(payload)
+            except KeysUnavailable:
+                refused = "Try again later"
+            if refused is not None:
+                unavailable = refused == "Try again later"
+                code = "AUTH_UNAVAILABLE" if unavailable else "UNAUTHENTICATED"
+                await self.send_message(
+                    {
+                        "type": "connection_error",
+                        "payload": {"message": refused, "extensions": {"code": code}},
+                    }
+                )
+                close = TRY_AGAIN_LATER_CLOSE if unavailable else UNAUTHENTICATED_CLOSE
+                await self.websocket.close(code=close, reason=refused)
+                return
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self._watch_expiry()
 
     async def handle_start(self, message: Any) -> None:
         if "id" not in message:

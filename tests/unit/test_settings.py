@@ -109,7 +109,7 @@ def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> N
 
     settings = Settings.from_env()
 
-    assert (settings.port, settings.graphiql) == (Settings.port, Settings.graphiql)
+    assert (settings.port, settings.graphiql) == (Settings.port, Settings().graphiql)
 
 
 def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,3 +222,116 @@ def test_embedded_worker_overrides_the_databases_default(
     monkeypatch.setenv("EMBEDDED_WORKER", raw)
 
     assert Settings.from_env().runs_embedded_worker is embedded
+
+
+# --- the production profile and the token settings ---
+
+PRODUCTION_JWKS = {
+    "BICAMERAL_ENV": "production",
+    "AUTH_JWKS_URL": "https://login.example/.well-known/jwks.json",
+    "AUTH_ISSUER": "https://login.example/",
+    "AUTH_AUDIENCE": "bicameral",
+}
+
+
+def test_a_safe_production_profile_has_graphiql_and_introspection_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable, raw in PRODUCTION_JWKS.items():
+        monkeypatch.setenv(variable, raw)
+
+    settings = Settings.from_env()
+
+    assert (settings.graphiql, settings.introspection) == (False, False)
+    assert settings.is_production
+    assert not settings.uses_local_signing_key
+
+
+def test_in_production_graphiql_and_introspection_may_be_turned_on_explicitly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable, raw in {**PRODUCTION_JWKS, "GRAPHIQL": "true", "INTROSPECTION": "on"}.items():
+        monkeypatch.setenv(variable, raw)
+
+    settings = Settings.from_env()
+
+    assert (settings.graphiql, settings.introspection) == (True, True)
+
+
+def test_in_development_graphiql_and_introspection_are_on_by_default() -> None:
+    settings = Settings()
+
+    assert (settings.graphiql, settings.introspection) == (True, True)
+    assert settings.uses_local_signing_key
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"AUTH_JWKS_URL": ""}, "AUTH_JWKS_URL"),
+        ({"AUTH_JWKS_URL": "http://login.example/jwks.json"}, "AUTH_JWKS_URL"),
+        ({"AUTH_ISSUER": ""}, "AUTH_ISSUER"),
+        ({"AUTH_AUDIENCE": ""}, "AUTH_AUDIENCE"),
+        ({"MASK_ERRORS": "false"}, "MASK_ERRORS"),
+        ({"CORS_ORIGINS": "*"}, "CORS_ORIGINS"),
+    ],
+)
+def test_production_refuses_an_unsafe_setting_and_names_it(
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, str], named: str
+) -> None:
+    for variable, raw in {**PRODUCTION_JWKS, **changes}.items():
+        monkeypatch.setenv(variable, raw)
+
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env()
+
+
+def test_bicameral_serve_in_production_with_an_unsafe_setting_exits_2_with_one_line(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "BICAMERAL_ENV": "production"}
+    env.pop("AUTH_JWKS_URL", None)
+    done = subprocess.run(
+        [Path(sys.executable).parent / "bicameral", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2
+    assert "AUTH_JWKS_URL" in done.stderr.splitlines()[-1]
+    assert not (tmp_path / "auth-signing-key.pem").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("BICAMERAL_ENV", "staging"),
+        ("CORS_ORIGINS", "https://shop.example/"),
+        ("CORS_ORIGINS", "shop.example"),
+        ("AUTH_CLOCK_SKEW", "3600"),
+        ("AUTH_DEFAULT_ROLE", "admin"),
+        ("AUTH_JWKS_URL", "https://login.example/jwks.json"),
+    ],
+)
+def test_a_token_or_origin_setting_that_cannot_work_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, raw: str
+) -> None:
+    monkeypatch.setenv(variable, raw)
+
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env()
+
+    message = str(caught.value)
+    assert variable in message or "AUTH_ISSUER" in message
+
+
+def test_cors_origins_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "https://shop.example, http://localhost:5173")
+
+    assert Settings.from_env().allowed_origins == ("https://shop.example", "http://localhost:5173")
