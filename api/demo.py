@@ -7,6 +7,7 @@ import logging
 from api.bootstrap import Bicameral
 from domain import commands as c
 from domain.errors import AlreadyExists
+from writemodel.access import SYSTEM  # the demo loads as the system, not as a request
 
 __all__ = ["load_demo"]
 
@@ -78,6 +79,7 @@ async def load_demo(app: Bicameral) -> int:
                     initial_stock=stock,
                 ),
                 idempotency_key=f"demo:{sku}",
+                actor=SYSTEM,
             )
             created += 1
         except AlreadyExists:
@@ -86,6 +88,7 @@ async def load_demo(app: Bicameral) -> int:
         customer = await app.commands.execute(
             c.RegisterCustomer(email="ada@example.com", name="Ada Lovelace"),
             idempotency_key="demo:customer:ada",
+            actor=SYSTEM,
         )
         await app.commands.execute(
             c.PlaceOrder(
@@ -93,6 +96,7 @@ async def load_demo(app: Bicameral) -> int:
                 lines=(c.OrderLineRequest("KET-001", 1), c.OrderLineRequest("MUG-002", 2)),
             ),
             idempotency_key="demo:order:ada",
+            actor=SYSTEM,
         )
     except AlreadyExists:
         pass

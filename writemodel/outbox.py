@@ -25,6 +25,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
+from writemodel.access import Actor
 from writemodel.tables import events
 
 __all__ = ["NOTIFY_CHANNEL", "StoredEvent", "append", "head", "read_after"]
@@ -54,6 +55,9 @@ class StoredEvent:
     payload: dict[str, Any]
     occurred_at: datetime
     correlation_id: str
+    # Who caused it (the audit): None for events written before actors were recorded.
+    actor_role: str | None = None
+    actor_subject: str | None = None
 
 
 async def append(
@@ -62,8 +66,14 @@ async def append(
     *,
     correlation_id: str,
     now: datetime,
+    actor: Actor,
 ) -> int | None:
-    """Append events in the caller's transaction; return the last position."""
+    """Append events in the caller's transaction; return the last position.
+
+    Each event is stored with its actor's role and subject: "who changed this
+    price" is a query over the outbox. The subject is the token's `sub`, an
+    opaque id, so it stays when a customer is erased (the erasure's own event
+    names them too): the audit keeps who did what, not their personal data."""
     if not recorded:
         return None
     now = now.astimezone(UTC)  # SQLite keeps wall-clock time only: store it as UTC
@@ -79,6 +89,8 @@ async def append(
             "payload": event.payload(),
             "occurred_at": now,
             "correlation_id": correlation_id,
+            "actor_role": actor.role,
+            "actor_subject": actor.subject,
         }
         for version, event in recorded
     ]
@@ -125,6 +137,8 @@ async def read_after(
             payload=row.payload if payload else {},
             occurred_at=as_utc(row.occurred_at),
             correlation_id=row.correlation_id,
+            actor_role=row.actor_role,
+            actor_subject=row.actor_subject,
         )
         for row in result
     ]

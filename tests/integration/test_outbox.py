@@ -26,6 +26,7 @@ from domain.events import Event, ProductCreated, StockReceived
 from domain.product import Product
 from domain.stock import Stock
 from writemodel import outbox
+from writemodel.access import SYSTEM
 from writemodel.database import create_engine, is_postgres
 from writemodel.migrate import migrate
 from writemodel.outbox import StoredEvent
@@ -274,7 +275,7 @@ class TestOutboxContract:
             product = _product("MUG-1")
             uow.products.add(product)
             uow.stocks.add(Stock(product.id))
-            position = await uow.commit(correlation_id="ok", now=NOW)
+            position = await uow.commit(correlation_id="ok", now=NOW, actor=SYSTEM)
 
         stored = await _read(engine, 0)
         assert [(e.event_type, e.aggregate_id, e.position) for e in stored] == [
@@ -293,7 +294,7 @@ class TestOutboxContract:
                 uow.products.add(product)
                 uow.stocks.add(Stock(product.id))
             with pytest.raises(AlreadyExists) as refused:
-                await uow.commit(correlation_id="dup", now=NOW)
+                await uow.commit(correlation_id="dup", now=NOW, actor=SYSTEM)
 
         assert refused.value.code == "SKU_TAKEN"
         assert await _count(engine, products) == 0
@@ -322,10 +323,10 @@ class TestOutboxContract:
             uow.products.add(_product("MUG-1"))
             uow.products.add(_product("MUG-1"))
             with pytest.raises(AlreadyExists):
-                await uow.commit(correlation_id="dup", now=NOW)
+                await uow.commit(correlation_id="dup", now=NOW, actor=SYSTEM)
         async with SqlUnitOfWork(engine) as uow:
             uow.products.add(_product("MUG-1"))
-            position = await uow.commit(correlation_id="ok", now=NOW)
+            position = await uow.commit(correlation_id="ok", now=NOW, actor=SYSTEM)
 
         assert [(e.position, e.correlation_id) for e in await _read(engine, 0)] == [
             (position, "ok")

@@ -19,6 +19,7 @@ from domain.errors import (
 )
 from domain.rules import MAX_ORDER_LINES, MAX_PRICE, MAX_QUANTITY, MAX_STOCK
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
+from writemodel.access import SYSTEM
 from writemodel.service import CommandOutcome, CommandService
 
 
@@ -45,7 +46,7 @@ class Shop:
         self.store = store
 
     async def run(self, command: c.Command) -> CommandOutcome:
-        return await self.service.execute(command, correlation_id="test")
+        return await self.service.execute(command, correlation_id="test", actor=SYSTEM)
 
     async def product(
         self,
