@@ -14,5 +14,8 @@ ADMIN = Identity(Role.ADMIN, subject="admin-1", issuer="tests")
 def customer(customer_id: str, subject: str | None = None) -> Identity:
     """A signed-in customer whose token names `customer_id`."""
     return Identity(
-        Role.CUSTOMER, subject=subject or f"sub-{customer_id}", issuer="tests", customer_id=customer_id
+        Role.CUSTOMER,
+        subject=subject or f"sub-{customer_id}",
+        issuer="tests",
+        customer_id=customer_id,
     )

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 
 from domain import commands as c
-from domain.errors import AlreadyExists, ConcurrencyConflict, NotFound
+from domain.errors import AlreadyExists, ConcurrencyConflict, Forbidden, NotFound
 from domain.stock import InsufficientStock
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
-from writemodel.access import SYSTEM
+from writemodel.access import SYSTEM, Actor
 from writemodel.service import CommandService, IdempotencyKeyReused, request_hash
 from writemodel.unit_of_work import CommitOutcomeUnknown, ConnectionLost
 
@@ -445,3 +445,67 @@ def test_a_request_hash_is_a_digest_of_the_command_name_and_input() -> None:
 
     body = b'{"command": "RegisterCustomer", "input": {"email": "a@example.com", "name": "A"}}'
     assert request_hash(command) == hashlib.sha256(body).hexdigest()
+
+
+# --- idempotency keys are scoped to the actor ---
+
+ANN = Actor("staff", subject="ann", issuer="tests")
+BOB = Actor("staff", subject="bob", issuer="tests")
+
+
+async def test_two_actors_using_the_same_key_get_independent_results(
+    service: CommandService, store: FakeStore, product_id: str
+) -> None:
+    ann = await service.execute(receive(product_id, 5), idempotency_key="k", actor=ANN)
+    bob = await service.execute(receive(product_id, 5), idempotency_key="k", actor=BOB)
+    ann_again = await service.execute(receive(product_id, 5), idempotency_key="k", actor=ANN)
+
+    assert (ann.replayed, bob.replayed, ann_again.replayed) == (False, False, True)
+    assert bob.position > ann.position
+    assert ann_again.position == ann.position
+    assert store.stocks[product_id].on_hand == 20
+    assert len(store.idempotency_keys) == 2
+
+
+async def test_another_actors_key_with_another_input_is_not_a_reuse(
+    service: CommandService, store: FakeStore, product_id: str
+) -> None:
+    await service.execute(receive(product_id, 5), idempotency_key="k", actor=ANN)
+
+    bob = await service.execute(receive(product_id, 7), idempotency_key="k", actor=BOB)
+
+    assert bob.replayed is False
+    assert store.stocks[product_id].on_hand == 22
+
+
+@pytest.mark.parametrize(
+    "lookalike",
+    [
+        Actor("admin", subject="system"),
+        Actor("admin", subject="system", issuer="system"),
+        Actor("admin", subject="anonymous"),
+    ],
+    ids=repr,
+)
+def test_no_token_holder_shares_the_system_actors_keys(lookalike: Actor) -> None:
+    assert lookalike.idempotency_scope not in {"system", "anonymous"}
+    assert SYSTEM.idempotency_scope == "system"
+
+
+def test_the_same_subject_from_two_issuers_has_two_scopes() -> None:
+    one = Actor("staff", subject="ann", issuer="https://one.example")
+    two = Actor("staff", subject="ann", issuer="https://two.example")
+
+    assert one.idempotency_scope != two.idempotency_scope
+
+
+async def test_a_refused_role_is_refused_before_its_key_could_replay(
+    service: CommandService, store: FakeStore, product_id: str
+) -> None:
+    # A customer with the same subject as a staff member who used the key: the
+    # scope matches, but the role check comes first.
+    await service.execute(receive(product_id), idempotency_key="k", actor=ANN)
+    demoted = Actor("customer", subject="ann", issuer="tests", customer_id="cu")
+
+    with pytest.raises(Forbidden):
+        await service.execute(receive(product_id), idempotency_key="k", actor=demoted)
