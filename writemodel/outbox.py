@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
 from writemodel.access import Actor
 from writemodel.tables import events
 
-__all__ = ["NOTIFY_CHANNEL", "StoredEvent", "append", "head", "read_after"]
+__all__ = ["NOTIFY_CHANNEL", "StoredEvent", "append", "forget", "head", "read_after"]
 
 # Any fixed 64-bit key; it names "the outbox append lock" for this database.
 _APPEND_LOCK_KEY = 0x0B1CA3E1
@@ -43,6 +43,14 @@ _TAKE_APPEND_LOCK = select(
 )
 _APPEND = insert(events).returning(events.c.position)
 _APPEND_IN_ORDER = insert(events).returning(events.c.position, sort_by_parameter_order=True)
+_FORGET = (
+    update(events)
+    .where(
+        events.c.aggregate_type == bindparam("where_type"),
+        events.c.aggregate_id == bindparam("where_id"),
+    )
+    .values(payload={})
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,17 @@ async def append(
     result = await conn.execute(_APPEND_IN_ORDER if postgres else _APPEND, rows)
     last: int = max(result.scalars())
     return last
+
+
+async def forget(conn: AsyncConnection, aggregate_type: str, aggregate_id: str) -> None:
+    """Empty the payloads of an aggregate's stored events, in the caller's transaction.
+
+    Erasing a customer calls it before the erasure's own event is appended: their
+    registration's email and name leave the outbox with the row's, and what stays
+    is the fact (type, id, version, time, actor) of every event. Nothing reads an
+    old payload back (projections build documents from the tables; the feed reads
+    headers), so the read side is unchanged."""
+    await conn.execute(_FORGET, {"where_type": aggregate_type, "where_id": aggregate_id})
 
 
 # Every column but the payload: what the feed and the change hub need of an event.

@@ -337,6 +337,8 @@ class SqlUnitOfWork(UnitOfWork):
                     },
                     now,
                 )
+            for customer_id in self.erased_customers():
+                await outbox.forget(conn, "Customer", customer_id)
             for order in _by_id(self.orders.seen):
                 await self._save(
                     order,

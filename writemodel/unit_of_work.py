@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from domain.aggregate import Aggregate
 from domain.customer import Customer
-from domain.events import Event
+from domain.events import CustomerErased, Event
 from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
@@ -173,6 +173,15 @@ class UnitOfWork(ABC):
 
     def pending_events(self) -> list[tuple[int, Event]]:
         return [item for repo in self.repositories() for item in repo.pending()]
+
+    def erased_customers(self) -> list[str]:
+        """Customers erased in this unit of work: `commit` forgets their stored events'
+        data (outbox.forget) in the same transaction."""
+        return sorted(
+            customer.id
+            for customer in self.customers.seen.values()
+            if any(isinstance(event, CustomerErased) for _, event in customer.pending)
+        )
 
     @abstractmethod
     async def commit(

@@ -12,6 +12,7 @@ one database.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -219,6 +220,13 @@ class FakeUnitOfWork(UnitOfWork):
         )
         for table, aggregate in writes:
             table[aggregate.id] = _copy(aggregate)
+        erased = set(self.erased_customers())
+        store.outbox[:] = [
+            dataclasses.replace(e, payload={})
+            if e.aggregate_type == "Customer" and e.aggregate_id in erased
+            else e
+            for e in store.outbox
+        ]
         position = store.head
         for version, event in self.pending_events():
             position += 1

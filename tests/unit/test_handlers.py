@@ -1226,6 +1226,9 @@ async def test_a_customer_erases_themself_and_the_erasure_names_them_in_the_audi
     erased = store.outbox[-1]
     assert (erased.event_type, erased.aggregate_id) == ("CustomerErased", ada)
     assert (erased.actor_role, erased.actor_subject) == ("customer", "ada-sub")
+    # The fact of each event stays; the registration's email and name do not.
+    mine = [(e.event_type, e.payload) for e in store.outbox if e.aggregate_id == ada]
+    assert mine == [("CustomerRegistered", {}), ("CustomerErased", {})]
 
 
 async def test_a_customer_may_not_erase_another(shop: Shop, store: FakeStore) -> None:
