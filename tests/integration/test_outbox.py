@@ -67,7 +67,9 @@ async def _append_and_commit(
 ) -> int:
     async with engine.connect() as conn:
         await conn.begin()
-        position = await outbox.append(conn, recorded, correlation_id=correlation_id, now=NOW)
+        position = await outbox.append(
+            conn, recorded, correlation_id=correlation_id, now=NOW, actor=SYSTEM
+        )
         await conn.commit()
     assert position is not None
     return position
@@ -227,7 +229,9 @@ class TestOutboxContract:
 
         async with engine.connect() as conn:
             await conn.begin()
-            await outbox.append(conn, [_received()], correlation_id="zoned", now=in_paris)
+            await outbox.append(
+                conn, [_received()], correlation_id="zoned", now=in_paris, actor=SYSTEM
+            )
             await conn.commit()
         (stored,) = [e for e in await _read(engine, 0) if e.correlation_id == "zoned"]
         assert stored.occurred_at == datetime(2030, 5, 17, 9, 30, tzinfo=UTC)
@@ -261,7 +265,9 @@ class TestOutboxContract:
     ) -> None:
         async with engine.connect() as conn:
             await conn.begin()
-            assert await outbox.append(conn, [], correlation_id="none", now=NOW) is None
+            assert (
+                await outbox.append(conn, [], correlation_id="none", now=NOW, actor=SYSTEM) is None
+            )
             await conn.commit()
 
         assert await _head(engine) == (0, None)
@@ -347,7 +353,9 @@ class TestOutboxContract:
             async with engine.connect() as conn:
                 b_starting.set()
                 await conn.begin()
-                position = await outbox.append(conn, [_received()], correlation_id="b", now=NOW)
+                position = await outbox.append(
+                    conn, [_received()], correlation_id="b", now=NOW, actor=SYSTEM
+                )
                 assert position is not None
                 await conn.commit()
                 return position
@@ -356,7 +364,9 @@ class TestOutboxContract:
         b: asyncio.Task[int] | None = None
         try:
             await a.begin()
-            a_position = await outbox.append(a, [_received()], correlation_id="a", now=NOW)
+            a_position = await outbox.append(
+                a, [_received()], correlation_id="a", now=NOW, actor=SYSTEM
+            )
             assert a_position is not None
 
             b = asyncio.create_task(writer_b())
@@ -413,7 +423,7 @@ class TestOutboxContract:
                 async with engine.connect() as conn:
                     await conn.begin()
                     last = await outbox.append(
-                        conn, recorded, correlation_id=correlation_id, now=NOW
+                        conn, recorded, correlation_id=correlation_id, now=NOW, actor=SYSTEM
                     )
                     await asyncio.sleep(delays.uniform(0, 0.002))
                     await conn.commit()
@@ -473,7 +483,7 @@ class TestOutboxContract:
         b: asyncio.Task[int] | None = None
         try:
             await a.begin()
-            assert await outbox.append(a, [_received()], correlation_id="a", now=NOW)
+            assert await outbox.append(a, [_received()], correlation_id="a", now=NOW, actor=SYSTEM)
             b = asyncio.create_task(writer_b())
             await asyncio.wait_for(b_starting.wait(), STEP_TIMEOUT)
             await _until_blocked_or_done(engine, b)
@@ -502,7 +512,7 @@ async def test_on_postgresql_a_second_appender_waits_for_the_first_to_commit(
     b: asyncio.Task[int] | None = None
     try:
         await a.begin()
-        await outbox.append(a, [_received()], correlation_id="a", now=NOW)
+        await outbox.append(a, [_received()], correlation_id="a", now=NOW, actor=SYSTEM)
         b = asyncio.create_task(_append_and_commit(pg_engine, [_received()], "b"))
         await _until_blocked_or_done(pg_engine, b)
 
