@@ -133,7 +133,8 @@ events = Table(
     # The audit: who caused the event (writemodel/access.py `Actor`). NULL on events
     # stored before migration 0003.
     Column("actor_role", String(16)),
-    Column("actor_subject", String(255)),
+    # Text: a token's `sub` has no length the write side should refuse a write for.
+    Column("actor_subject", Text),
     Index(
         "ix_events_aggregate", "aggregate_type", "aggregate_id", "aggregate_version", unique=True
     ),

@@ -49,7 +49,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('actor_role', sa.String(length=16), nullable=True))
-        batch_op.add_column(sa.Column('actor_subject', sa.String(length=255), nullable=True))
+        batch_op.add_column(sa.Column('actor_subject', sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
