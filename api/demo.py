@@ -9,6 +9,7 @@ from sqlalchemy import select
 from api.bootstrap import Bicameral
 from domain import commands as c
 from domain.errors import AlreadyExists
+from writemodel.access import SYSTEM  # the demo loads as the system, not as a request
 
 __all__ = ["DEMO_CUSTOMER_EMAIL", "demo_customer_id", "load_demo"]
 
@@ -83,6 +84,7 @@ async def load_demo(app: Bicameral) -> int:
                     initial_stock=stock,
                 ),
                 idempotency_key=f"demo:{sku}",
+                actor=SYSTEM,
             )
             created += 1
         except AlreadyExists:
@@ -91,6 +93,7 @@ async def load_demo(app: Bicameral) -> int:
         customer = await app.commands.execute(
             c.RegisterCustomer(email=DEMO_CUSTOMER_EMAIL, name="Ada Lovelace"),
             idempotency_key="demo:customer:ada",
+            actor=SYSTEM,
         )
         await app.commands.execute(
             c.PlaceOrder(
@@ -98,6 +101,7 @@ async def load_demo(app: Bicameral) -> int:
                 lines=(c.OrderLineRequest("KET-001", 1), c.OrderLineRequest("MUG-002", 2)),
             ),
             idempotency_key="demo:order:ada",
+            actor=SYSTEM,
         )
     except AlreadyExists:
         pass

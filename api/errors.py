@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import strawberry
 
-from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, InvalidInput, NotFound
+from domain.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+)
 
 __all__ = [
     "AlreadyExistsError",
     "Error",
+    "ForbiddenError",
     "InvalidInputError",
     "NotFoundError",
     "RuleBrokenError",
@@ -45,6 +53,15 @@ class RuleBrokenError(Error):
     pass
 
 
+@strawberry.type(
+    description="The caller may not do this (to this object): their role, or it is "
+    "not theirs. A customer hears this, not NotFoundError, for an id that is not "
+    "theirs, whether it exists or not."
+)
+class ForbiddenError(Error):
+    pass
+
+
 @strawberry.type(description="The object changed since the version you expected.")
 class VersionConflictError(Error):
     expected_version: int
@@ -67,6 +84,8 @@ def to_error(error: DomainError) -> Error:
         kind = NotFoundError
     elif isinstance(error, AlreadyExists):
         kind = AlreadyExistsError
+    elif isinstance(error, Forbidden):
+        kind = ForbiddenError
     else:
         kind = RuleBrokenError
     return kind(code=error.code, field=error.field, message=error.message)

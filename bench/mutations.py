@@ -37,6 +37,7 @@ from bench.load import closed_loop
 from bench.report import Figure, Target
 from bench.services import Deployment, cpu_seconds
 from bench.stats import Distribution, median
+from writemodel.access import SYSTEM
 from writemodel.tables import events, order_lines, orders, products, stock
 
 __all__ = ["OrderFixtures", "baseline_engine", "http_create_product", "measure"]
@@ -262,7 +263,8 @@ async def measure(
                                 category=f["category"],
                                 tags=tuple(f["tags"]),
                                 initial_stock=f["initialStock"],
-                            )
+                            ),
+                            actor=SYSTEM,
                         )
 
                     async def raw_create(r: int, n: int) -> None:
@@ -282,7 +284,8 @@ async def measure(
                             PlaceOrder(
                                 customer_id=i["customerId"],
                                 lines=tuple(OrderLineRequest(**line) for line in i["lines"]),
-                            )
+                            ),
+                            actor=SYSTEM,
                         )
 
                     async def raw_order(r: int, n: int) -> None:

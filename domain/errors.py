@@ -7,6 +7,7 @@ __all__ = [
     "AlreadyExists",
     "ConcurrencyConflict",
     "DomainError",
+    "Forbidden",
     "InvalidInput",
     "NotFound",
     "RuleBroken",
@@ -36,6 +37,13 @@ class RuleBroken(DomainError):
     """A business rule forbids the command in the aggregate's current state."""
 
     code = "RULE_BROKEN"
+
+
+class Forbidden(DomainError):
+    """The caller may not do this to this aggregate (writemodel/access.py says who
+    may): nothing was looked at beyond what the decision needed, nothing written."""
+
+    code = "FORBIDDEN"
 
 
 class NotFound(DomainError):

@@ -5,6 +5,10 @@ Every string of a command meets a rule of domain/rules.py before it is used:
 ids here, before they are looked up (`IdMustBeWellFormed`), everything else
 in the domain method that takes it. Each rule names the input field as the
 client wrote it (`productId`, `lines.1.sku`).
+
+Who may send a command at all is checked by the service before it runs; the
+actor's right to the aggregate (own order, own customer) is checked here, in the
+unit of work that loads it, by the rules of writemodel/access.py.
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ from domain.rules import (
     TextMustBeClean,
 )
 from domain.stock import Stock
+from writemodel.access import (
+    Actor,
+    CustomerMayCancelOnlyUnpaid,
+    CustomerMayEraseOnlySelf,
+    CustomerMustBeTheActors,
+    CustomerRegistersThemself,
+    OrderMustBeTheActors,
+)
 from writemodel.snapshots import customer_snapshot, order_snapshot, product_snapshot
 from writemodel.unit_of_work import UnitOfWork
 
@@ -36,6 +48,8 @@ __all__ = ["HANDLERS", "Changed", "Context"]
 class Context:
     now: datetime
     new_id: Callable[[], str]
+    # On whose behalf the command runs; the row rules of writemodel/access.py read it.
+    actor: Actor
 
 
 @dataclass(frozen=True)
@@ -68,9 +82,10 @@ async def _stock(uow: UnitOfWork, product_id: str) -> Stock:
     return item
 
 
-async def _order(uow: UnitOfWork, order_id: str) -> Order:
+async def _order(uow: UnitOfWork, order_id: str, ctx: Context) -> Order:
     order_id = IdMustBeWellFormed.check(order_id, "orderId")
     order = await uow.orders.get(order_id)
+    OrderMustBeTheActors.check(ctx.actor, order)
     if order is None:
         raise NotFound(f"no order with id {order_id!r}", field="orderId")
     return order
@@ -159,7 +174,13 @@ async def adjust_stock(cmd: c.AdjustStock, uow: UnitOfWork, ctx: Context) -> Cha
 
 
 async def register_customer(cmd: c.RegisterCustomer, uow: UnitOfWork, ctx: Context) -> Changed:
-    customer = Customer.register(ctx.new_id(), email=cmd.email, name=cmd.name)
+    customer_id = CustomerRegistersThemself.new_customer_id(ctx.actor, ctx.new_id)
+    if ctx.actor.is_customer:
+        customer_id = IdMustBeWellFormed.check(customer_id, "customerId")
+        if await uow.customers.get(customer_id) is not None:
+            # Registered before (erased, perhaps): an identity registers once.
+            raise AlreadyExists("you are registered already", code="ALREADY_REGISTERED")
+    customer = Customer.register(customer_id, email=cmd.email, name=cmd.name)
     if customer.email is not None and await uow.customers.email_taken(customer.email):
         raise AlreadyExists(
             f"a customer with email {customer.email} exists", field="email", code="EMAIL_TAKEN"
@@ -169,6 +190,7 @@ async def register_customer(cmd: c.RegisterCustomer, uow: UnitOfWork, ctx: Conte
 
 
 async def erase_customer(cmd: c.EraseCustomer, uow: UnitOfWork, ctx: Context) -> Changed:
+    CustomerMayEraseOnlySelf.check(ctx.actor, cmd.customer_id)
     customer = await _customer(uow, cmd.customer_id)
     customer.expect_version(cmd.expected_version)
     customer.erase()
@@ -177,6 +199,7 @@ async def erase_customer(cmd: c.EraseCustomer, uow: UnitOfWork, ctx: Context) ->
 
 async def place_order(cmd: c.PlaceOrder, uow: UnitOfWork, ctx: Context) -> Changed:
     OrderMustHaveLines.check(len(cmd.lines))
+    CustomerMustBeTheActors.check(ctx.actor, cmd.customer_id)
     customer = await _customer(uow, cmd.customer_id)
     customer.can_order()
     order_id = ctx.new_id()
@@ -210,14 +233,14 @@ async def place_order(cmd: c.PlaceOrder, uow: UnitOfWork, ctx: Context) -> Chang
 
 
 async def pay_order(cmd: c.PayOrder, uow: UnitOfWork, ctx: Context) -> Changed:
-    order = await _order(uow, cmd.order_id)
+    order = await _order(uow, cmd.order_id, ctx)
     order.expect_version(cmd.expected_version)
     order.pay(ctx.now)
     return Changed("Order", order_snapshot(order))
 
 
 async def ship_order(cmd: c.ShipOrder, uow: UnitOfWork, ctx: Context) -> Changed:
-    order = await _order(uow, cmd.order_id)
+    order = await _order(uow, cmd.order_id, ctx)
     order.expect_version(cmd.expected_version)
     order.ship(ctx.now)
     for line in order.lines:
@@ -226,7 +249,8 @@ async def ship_order(cmd: c.ShipOrder, uow: UnitOfWork, ctx: Context) -> Changed
 
 
 async def cancel_order(cmd: c.CancelOrder, uow: UnitOfWork, ctx: Context) -> Changed:
-    order = await _order(uow, cmd.order_id)
+    order = await _order(uow, cmd.order_id, ctx)
+    CustomerMayCancelOnlyUnpaid.check(ctx.actor, order)
     order.expect_version(cmd.expected_version)
     order.cancel(ctx.now, cmd.reason)
     for line in order.lines:

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
+from writemodel.access import Actor
 from writemodel.tables import events
 
-__all__ = ["NOTIFY_CHANNEL", "StoredEvent", "append", "head", "read_after"]
+__all__ = ["NOTIFY_CHANNEL", "StoredEvent", "append", "forget", "head", "read_after"]
 
 # Any fixed 64-bit key; it names "the outbox append lock" for this database.
 _APPEND_LOCK_KEY = 0x0B1CA3E1
@@ -42,6 +43,14 @@ _TAKE_APPEND_LOCK = select(
 )
 _APPEND = insert(events).returning(events.c.position)
 _APPEND_IN_ORDER = insert(events).returning(events.c.position, sort_by_parameter_order=True)
+_FORGET = (
+    update(events)
+    .where(
+        events.c.aggregate_type == bindparam("where_type"),
+        events.c.aggregate_id == bindparam("where_id"),
+    )
+    .values(payload={})
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,9 @@ class StoredEvent:
     payload: dict[str, Any]
     occurred_at: datetime
     correlation_id: str
+    # Who caused it (the audit): None for events written before actors were recorded.
+    actor_role: str | None = None
+    actor_subject: str | None = None
 
 
 async def append(
@@ -62,8 +74,14 @@ async def append(
     *,
     correlation_id: str,
     now: datetime,
+    actor: Actor,
 ) -> int | None:
-    """Append events in the caller's transaction; return the last position."""
+    """Append events in the caller's transaction; return the last position.
+
+    Each event is stored with its actor's role and subject: "who changed this
+    price" is a query over the outbox. The subject is the token's `sub`, an
+    opaque id, so it stays when a customer is erased (the erasure's own event
+    names them too): the audit keeps who did what, not their personal data."""
     if not recorded:
         return None
     now = now.astimezone(UTC)  # SQLite keeps wall-clock time only: store it as UTC
@@ -79,6 +97,8 @@ async def append(
             "payload": event.payload(),
             "occurred_at": now,
             "correlation_id": correlation_id,
+            "actor_role": actor.role,
+            "actor_subject": actor.subject,
         }
         for version, event in recorded
     ]
@@ -93,6 +113,17 @@ async def append(
     result = await conn.execute(_APPEND_IN_ORDER if postgres else _APPEND, rows)
     last: int = max(result.scalars())
     return last
+
+
+async def forget(conn: AsyncConnection, aggregate_type: str, aggregate_id: str) -> None:
+    """Empty the payloads of an aggregate's stored events, in the caller's transaction.
+
+    Erasing a customer calls it before the erasure's own event is appended: their
+    registration's email and name leave the outbox with the row's, and what stays
+    is the fact (type, id, version, time, actor) of every event. Nothing reads an
+    old payload back (projections build documents from the tables; the feed reads
+    headers), so the read side is unchanged."""
+    await conn.execute(_FORGET, {"where_type": aggregate_type, "where_id": aggregate_id})
 
 
 # Every column but the payload: what the feed and the change hub need of an event.
@@ -125,6 +156,8 @@ async def read_after(
             payload=row.payload if payload else {},
             occurred_at=as_utc(row.occurred_at),
             correlation_id=row.correlation_id,
+            actor_role=row.actor_role,
+            actor_subject=row.actor_subject,
         )
         for row in result
     ]

@@ -1,6 +1,7 @@
 """The command service: runs one command in one unit of work.
 
-It adds what no single handler should know about: idempotency keys, the
+It adds what no single handler should know about: who may send the command
+(writemodel/access.py), idempotency keys scoped to the actor, the
 retry of a command that lost an optimistic race it did not ask to guard or
 its connection before it could commit, correlation ids, and the consistency
 token (the position of the command's last event, or the outbox head when it
@@ -22,6 +23,7 @@ from typing import Any
 
 from domain.commands import Command
 from domain.errors import ConcurrencyConflict, DomainError
+from writemodel.access import Actor, may_send
 from writemodel.handlers import HANDLERS, Context, Handler
 from writemodel.unit_of_work import (
     CommitOutcomeUnknown,
@@ -92,9 +94,15 @@ class CommandService:
         self,
         command: Command,
         *,
+        actor: Actor,
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
     ) -> CommandOutcome:
+        """Run `command` on behalf of `actor`: the API passes the request's identity,
+        the demo and tools `access.SYSTEM`; there is no default, so no caller runs a
+        command as someone by accident. A role that may not send it is refused
+        before any transaction (and before an idempotency key could replay)."""
+        may_send(actor, command)
         handler = HANDLERS[type(command)]
         name = type(command).__name__
         correlation_id = correlation_id or str(uuid.uuid4())
@@ -108,7 +116,7 @@ class CommandService:
             attempt += 1
             try:
                 return await self._attempt(
-                    handler, command, idempotency_key, digest, correlation_id
+                    handler, command, actor, idempotency_key, digest, correlation_id
                 )
             except WriteDatabaseUnavailable as error:
                 # Lost before COMMIT was sent, so nothing was written: run it all
@@ -168,6 +176,7 @@ class CommandService:
         self,
         handler: Handler,
         command: Command,
+        actor: Actor,
         idempotency_key: str | None,
         digest: str,
         correlation_id: str,
@@ -175,26 +184,30 @@ class CommandService:
         """One run of the command in one unit of work, from its checks to its commit."""
         now = self.clock()
         async with self.unit_of_work() as uow:
+            scope = actor.idempotency_scope
             if idempotency_key:
-                replay = await self._replay(uow, idempotency_key, digest, now)
+                replay = await self._replay(uow, scope, idempotency_key, digest, now)
                 if replay is not None:
                     return replay
-            changed = await handler(command, uow, Context(now, self.new_id))
+            changed = await handler(command, uow, Context(now, self.new_id, actor))
             remember = None
             if idempotency_key:
                 remember = Remember(
+                    scope,
                     idempotency_key,
                     digest,
                     {"kind": changed.kind, "snapshot": changed.snapshot},
                     now + self.idempotency_ttl,
                 )
-            position = await uow.commit(correlation_id=correlation_id, now=now, remember=remember)
+            position = await uow.commit(
+                correlation_id=correlation_id, now=now, actor=actor, remember=remember
+            )
         return CommandOutcome(changed.kind, changed.snapshot, position)
 
     async def _replay(
-        self, uow: UnitOfWork, key: str, digest: str, now: datetime
+        self, uow: UnitOfWork, scope: str, key: str, digest: str, now: datetime
     ) -> CommandOutcome | None:
-        remembered = await uow.recall(key, now)
+        remembered = await uow.recall(scope, key, now)
         if remembered is None:
             return None
         if remembered.request_hash != digest:

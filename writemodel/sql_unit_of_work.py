@@ -40,6 +40,7 @@ from domain.order import Order, OrderLine, OrderStatus
 from domain.product import Product, ProductStatus
 from domain.stock import Stock
 from writemodel import outbox
+from writemodel.access import Actor
 from writemodel.database import fault_kind
 from writemodel.outbox import as_utc
 from writemodel.tables import customers, idempotency_keys, order_lines, orders, products, stock
@@ -79,13 +80,18 @@ _ORDER_LINES = (
     .order_by(order_lines.c.line_no)
 )
 _INSERT_ORDER_LINES = insert(order_lines)
-_KEY = select(idempotency_keys).where(idempotency_keys.c.key == bindparam("key"))
+_KEY = select(idempotency_keys).where(
+    idempotency_keys.c.scope == bindparam("scope"), idempotency_keys.c.key == bindparam("key")
+)
 _DELETE_EXPIRED_KEYS = delete(idempotency_keys).where(
     idempotency_keys.c.expires_at <= bindparam("now")
 )
 _INSERT_KEY = insert(idempotency_keys)
 # A column's own name is reserved for its SET value, hence `where_` for the WHERE.
-_STORE_RESULT = update(idempotency_keys).where(idempotency_keys.c.key == bindparam("where_key"))
+_STORE_RESULT = update(idempotency_keys).where(
+    idempotency_keys.c.scope == bindparam("where_scope"),
+    idempotency_keys.c.key == bindparam("where_key"),
+)
 
 
 @dataclass(frozen=True)
@@ -273,7 +279,12 @@ class SqlUnitOfWork(UnitOfWork):
         return self.conn
 
     async def commit(
-        self, *, correlation_id: str, now: datetime, remember: Remember | None = None
+        self,
+        *,
+        correlation_id: str,
+        now: datetime,
+        actor: Actor,
+        remember: Remember | None = None,
     ) -> int:
         conn = self.connection
         now = now.astimezone(UTC)  # SQLite keeps wall-clock time only: store it as UTC
@@ -326,6 +337,8 @@ class SqlUnitOfWork(UnitOfWork):
                     },
                     now,
                 )
+            for customer_id in self.erased_customers():
+                await outbox.forget(conn, "Customer", customer_id)
             for order in _by_id(self.orders.seen):
                 await self._save(
                     order,
@@ -360,7 +373,7 @@ class SqlUnitOfWork(UnitOfWork):
                     )
             # Last, so the outbox append lock is held for as short a time as can be.
             position = await outbox.append(
-                conn, self.pending_events(), correlation_id=correlation_id, now=now
+                conn, self.pending_events(), correlation_id=correlation_id, now=now, actor=actor
             )
             if position is None:
                 position, _ = await outbox.head(conn)
@@ -368,6 +381,7 @@ class SqlUnitOfWork(UnitOfWork):
                 await conn.execute(
                     _STORE_RESULT,
                     {
+                        "where_scope": remember.scope,
                         "where_key": remember.key,
                         "result": {**remember.result, "position": position},
                     },
@@ -450,8 +464,8 @@ class SqlUnitOfWork(UnitOfWork):
                 if not error.connection_invalidated:
                     raise
 
-    async def recall(self, key: str, now: datetime) -> Remembered | None:
-        row = (await self.connection.execute(_KEY, {"key": key})).first()
+    async def recall(self, scope: str, key: str, now: datetime) -> Remembered | None:
+        row = (await self.connection.execute(_KEY, {"scope": scope, "key": key})).first()
         if row is None or as_utc(row.expires_at) <= now:
             return None
         return Remembered(request_hash=row.request_hash, result=row.result)
@@ -463,6 +477,7 @@ class SqlUnitOfWork(UnitOfWork):
         await conn.execute(
             _INSERT_KEY,
             {
+                "scope": remember.scope,
                 "key": remember.key,
                 "request_hash": remember.request_hash,
                 "result": remember.result,
@@ -525,6 +540,10 @@ def _integrity_error(error: IntegrityError, new_skus: set[str]) -> Exception:
         return AlreadyExists(f"a product with {sku} exists", field="sku", code="SKU_TAKEN")
     if "uq_customers_email" in headline or "customers.email" in headline:
         return AlreadyExists("a customer with this email exists", field="email", code="EMAIL_TAKEN")
-    if "pk_idempotency_keys" in headline or "idempotency_keys.key" in headline:
+    if "pk_idempotency_keys" in headline or "idempotency_keys.scope" in headline:
         return IdempotencyRace()
+    if "pk_customers" in headline or "customers.id" in headline:
+        # Only a customer registering themself names the new id: two such requests
+        # raced, and the other one registered them.
+        return AlreadyExists("you are registered already", code="ALREADY_REGISTERED")
     return error

@@ -130,6 +130,11 @@ events = Table(
     Column("payload", JSON, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("correlation_id", String(64), nullable=False),
+    # The audit: who caused the event (writemodel/access.py `Actor`). NULL on events
+    # stored before migration 0003.
+    Column("actor_role", String(16)),
+    # Text: a token's `sub` has no length the write side should refuse a write for.
+    Column("actor_subject", Text),
     Index(
         "ix_events_aggregate", "aggregate_type", "aggregate_id", "aggregate_version", unique=True
     ),
@@ -139,6 +144,8 @@ events = Table(
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,
+    # Whose key it is (`Actor.idempotency_scope`): two clients' equal keys are two keys.
+    Column("scope", String(64), primary_key=True),
     Column("key", String(200), primary_key=True),
     Column("request_hash", String(64), nullable=False),
     Column("result", JSON, nullable=False),

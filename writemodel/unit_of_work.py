@@ -16,10 +16,11 @@ from typing import Any, Generic, TypeVar
 
 from domain.aggregate import Aggregate
 from domain.customer import Customer
-from domain.events import Event
+from domain.events import CustomerErased, Event
 from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
+from writemodel.access import Actor
 
 __all__ = [
     "CommitOutcomeUnknown",
@@ -142,6 +143,8 @@ class Remember:
     The result gets its `position` inside the transaction, so the key, the
     state and the events land together or not at all."""
 
+    # Whose key it is (`Actor.idempotency_scope`): the stored key is (scope, key).
+    scope: str
     key: str
     request_hash: str
     result: dict[str, Any]
@@ -171,11 +174,26 @@ class UnitOfWork(ABC):
     def pending_events(self) -> list[tuple[int, Event]]:
         return [item for repo in self.repositories() for item in repo.pending()]
 
+    def erased_customers(self) -> list[str]:
+        """Customers erased in this unit of work: `commit` forgets their stored events'
+        data (outbox.forget) in the same transaction."""
+        return sorted(
+            customer.id
+            for customer in self.customers.seen.values()
+            if any(isinstance(event, CustomerErased) for _, event in customer.pending)
+        )
+
     @abstractmethod
     async def commit(
-        self, *, correlation_id: str, now: datetime, remember: Remember | None = None
+        self,
+        *,
+        correlation_id: str,
+        now: datetime,
+        actor: Actor,
+        remember: Remember | None = None,
     ) -> int:
-        """Save what changed and append its events, atomically.
+        """Save what changed and append its events, atomically, each event stored
+        with the actor who caused it (the audit: outbox.append).
 
         Returns the consistency position: the command's last event, or the
         outbox head when the command changed nothing. A broken connection is
@@ -189,5 +207,5 @@ class UnitOfWork(ABC):
         """Discard everything; harmless after a commit."""
 
     @abstractmethod
-    async def recall(self, key: str, now: datetime) -> Remembered | None:
-        """The unexpired result stored under an idempotency key, if any."""
+    async def recall(self, scope: str, key: str, now: datetime) -> Remembered | None:
+        """The unexpired result stored under an idempotency key of this scope, if any."""

@@ -1,4 +1,5 @@
-"""What every mutation does: run one command, turn a domain error into a typed one."""
+"""What every mutation does: run one command on behalf of the caller, turn a
+domain error into a typed one."""
 
 from __future__ import annotations
 
@@ -9,17 +10,31 @@ from graphql import GraphQLError
 
 from api.context import Context
 from api.errors import Error, to_error
+from api.identity import Identity
 from domain.commands import Command
 from domain.errors import DomainError, InvalidInput
 from domain.rules import TextMustBeClean
+from writemodel.access import Actor
 from writemodel.service import CommandOutcome
 from writemodel.unit_of_work import CommitOutcomeUnknown, WriteDatabaseUnavailable
 
-__all__ = ["MAX_KEY_LENGTH", "execute"]
+__all__ = ["MAX_KEY_LENGTH", "actor_of", "execute"]
 
 log = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 200
+
+
+def actor_of(identity: Identity) -> Actor:
+    """The command layer's view of a request's identity. Its role is one of
+    `api.identity.Role`'s values, none of which is "system": a request can never
+    act as `writemodel.access.SYSTEM`."""
+    return Actor(
+        identity.role.value,
+        subject=identity.subject,
+        issuer=identity.issuer,
+        customer_id=identity.customer_id,
+    )
 
 
 async def execute(
@@ -41,7 +56,10 @@ async def execute(
     context = info.context
     try:
         outcome = await context.app.commands.execute(
-            command, idempotency_key=idempotency_key, correlation_id=context.correlation_id
+            command,
+            actor=actor_of(context.identity),
+            idempotency_key=idempotency_key,
+            correlation_id=context.correlation_id,
         )
     except DomainError as error:
         return to_error(error)

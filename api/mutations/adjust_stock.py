@@ -9,6 +9,7 @@ import strawberry
 from api.context import Context
 from api.errors import (
     Error,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
@@ -44,7 +45,12 @@ class AdjustStockSuccess:
 
 
 AdjustStockResult = Annotated[
-    AdjustStockSuccess | InvalidInputError | NotFoundError | RuleBrokenError | VersionConflictError,
+    AdjustStockSuccess
+    | InvalidInputError
+    | NotFoundError
+    | RuleBrokenError
+    | VersionConflictError
+    | ForbiddenError,
     strawberry.union("AdjustStockResult"),
 ]
 

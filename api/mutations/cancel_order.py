@@ -9,6 +9,7 @@ import strawberry
 from api.context import Context
 from api.errors import (
     Error,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
@@ -41,7 +42,12 @@ class CancelOrderSuccess:
 
 
 CancelOrderResult = Annotated[
-    CancelOrderSuccess | InvalidInputError | NotFoundError | RuleBrokenError | VersionConflictError,
+    CancelOrderSuccess
+    | InvalidInputError
+    | NotFoundError
+    | RuleBrokenError
+    | VersionConflictError
+    | ForbiddenError,
     strawberry.union("CancelOrderResult"),
 ]
 

@@ -10,6 +10,7 @@ from api.context import Context
 from api.errors import (
     AlreadyExistsError,
     Error,
+    ForbiddenError,
     InvalidInputError,
     RuleBrokenError,
     VersionConflictError,
@@ -48,7 +49,8 @@ CreateProductResult = Annotated[
     | InvalidInputError
     | AlreadyExistsError
     | RuleBrokenError
-    | VersionConflictError,
+    | VersionConflictError
+    | ForbiddenError,
     strawberry.union("CreateProductResult"),
 ]
 

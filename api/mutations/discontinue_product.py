@@ -9,6 +9,7 @@ import strawberry
 from api.context import Context
 from api.errors import (
     Error,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
@@ -44,7 +45,8 @@ DiscontinueProductResult = Annotated[
     | InvalidInputError
     | NotFoundError
     | RuleBrokenError
-    | VersionConflictError,
+    | VersionConflictError
+    | ForbiddenError,
     strawberry.union("DiscontinueProductResult"),
 ]
 

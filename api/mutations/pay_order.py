@@ -9,6 +9,7 @@ import strawberry
 from api.context import Context
 from api.errors import (
     Error,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
@@ -40,7 +41,12 @@ class PayOrderSuccess:
 
 
 PayOrderResult = Annotated[
-    PayOrderSuccess | InvalidInputError | NotFoundError | RuleBrokenError | VersionConflictError,
+    PayOrderSuccess
+    | InvalidInputError
+    | NotFoundError
+    | RuleBrokenError
+    | VersionConflictError
+    | ForbiddenError,
     strawberry.union("PayOrderResult"),
 ]
 

@@ -9,6 +9,7 @@ import strawberry
 from api.context import Context
 from api.errors import (
     Error,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
@@ -45,7 +46,8 @@ ReceiveStockResult = Annotated[
     | InvalidInputError
     | NotFoundError
     | RuleBrokenError
-    | VersionConflictError,
+    | VersionConflictError
+    | ForbiddenError,
     strawberry.union("ReceiveStockResult"),
 ]
 

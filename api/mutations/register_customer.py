@@ -10,6 +10,7 @@ from api.context import Context
 from api.errors import (
     AlreadyExistsError,
     Error,
+    ForbiddenError,
     InvalidInputError,
     RuleBrokenError,
     VersionConflictError,
@@ -41,7 +42,8 @@ RegisterCustomerResult = Annotated[
     | InvalidInputError
     | AlreadyExistsError
     | RuleBrokenError
-    | VersionConflictError,
+    | VersionConflictError
+    | ForbiddenError,
     strawberry.union("RegisterCustomerResult"),
 ]
 

@@ -9,6 +9,7 @@ import strawberry
 from api.context import Context
 from api.errors import (
     Error,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
@@ -40,7 +41,12 @@ class ShipOrderSuccess:
 
 
 ShipOrderResult = Annotated[
-    ShipOrderSuccess | InvalidInputError | NotFoundError | RuleBrokenError | VersionConflictError,
+    ShipOrderSuccess
+    | InvalidInputError
+    | NotFoundError
+    | RuleBrokenError
+    | VersionConflictError
+    | ForbiddenError,
     strawberry.union("ShipOrderResult"),
 ]
 

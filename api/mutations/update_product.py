@@ -9,6 +9,7 @@ import strawberry
 from api.context import Context
 from api.errors import (
     Error,
+    ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
@@ -51,7 +52,8 @@ UpdateProductResult = Annotated[
     | InvalidInputError
     | NotFoundError
     | RuleBrokenError
-    | VersionConflictError,
+    | VersionConflictError
+    | ForbiddenError,
     strawberry.union("UpdateProductResult"),
 ]
 

@@ -30,6 +30,7 @@ from domain.errors import DomainError
 from readmodel.checkpoints import Checkpoint, Checkpoints
 from readmodel.projections import Projection, default_projections
 from writemodel import outbox
+from writemodel.access import SYSTEM
 from writemodel.service import CommandService
 from writemodel.tables import order_lines, orders
 
@@ -129,40 +130,46 @@ class Workload:
                     currency="EUR",
                     tags=("fault", f"t{n % 3}"),
                     initial_stock=rng.randint(0, 40),
-                )
+                ),
+                actor=SYSTEM,
             )
             self.products.append(out.snapshot["id"])
             self.skus[out.snapshot["id"]] = sku
             self.prices[out.snapshot["id"]] = price
         elif len(self.customers) < 3 or r < 0.2:
             n = len(self.customers)
-            out = await self.commands.execute(c.RegisterCustomer(f"c{n}@example.com", f"Cust {n}"))
+            out = await self.commands.execute(
+                c.RegisterCustomer(f"c{n}@example.com", f"Cust {n}"), actor=SYSTEM
+            )
             self.customers.append(out.snapshot["id"])
         elif r < 0.36:
             product = rng.choice(self.products)
             price = rng.randint(100, 10_000)
-            await self.commands.execute(c.ChangePrice(product, price))
+            await self.commands.execute(c.ChangePrice(product, price), actor=SYSTEM)
             self.prices[product] = price
         elif r < 0.46:
             await self.commands.execute(
-                c.ReceiveStock(rng.choice(self.products), rng.randint(1, 20))
+                c.ReceiveStock(rng.choice(self.products), rng.randint(1, 20)), actor=SYSTEM
             )
         elif r < 0.5:
             await self.commands.execute(
-                c.AdjustStock(rng.choice(self.products), rng.randint(0, 50), reason="count")
+                c.AdjustStock(rng.choice(self.products), rng.randint(0, 50), reason="count"),
+                actor=SYSTEM,
             )
         elif r < 0.55:
             product = rng.choice(self.products)
             # A rename re-projects every order with a line of this product.
             await self.commands.execute(
-                c.UpdateProduct(product, name=f"Renamed {rng.randint(0, 999)}")
+                c.UpdateProduct(product, name=f"Renamed {rng.randint(0, 999)}"), actor=SYSTEM
             )
         elif r < 0.75:
             lines = tuple(
                 c.OrderLineRequest(self.skus[p], rng.randint(1, 3))
                 for p in rng.sample(self.products, k=min(2, len(self.products)))
             )
-            out = await self.commands.execute(c.PlaceOrder(rng.choice(self.customers), lines))
+            out = await self.commands.execute(
+                c.PlaceOrder(rng.choice(self.customers), lines), actor=SYSTEM
+            )
             self.orders[out.snapshot["id"]] = "placed"
         else:
             await self._move_an_order(r)
@@ -179,7 +186,7 @@ class Workload:
         if not candidates:
             raise DomainError(f"no {wanted} order to move")
         order = self.rng.choice(candidates)
-        await self.commands.execute(command(order))
+        await self.commands.execute(command(order), actor=SYSTEM)
         self.orders[order] = after
 
 

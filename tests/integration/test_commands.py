@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from domain import commands as c
 from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, NotFound
 from writemodel import outbox
+from writemodel.access import SYSTEM
 from writemodel.outbox import StoredEvent
 from writemodel.service import CommandOutcome, CommandService, IdempotencyKeyReused
 from writemodel.sql_unit_of_work import SqlUnitOfWork
@@ -109,7 +110,7 @@ class Recorder:
         self, command: c.Command, expected_events: list[str], **options: Any
     ) -> CommandOutcome:
         before = await _head(self.engine)
-        outcome = await self.service.execute(command, **options)
+        outcome = await self.service.execute(command, **{"actor": SYSTEM, **options})
         written = await _events_after(self.engine, before)
         assert _types(written) == sorted(expected_events)
         if written:
@@ -127,18 +128,21 @@ async def _product(
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {"name": f"Product {sku}", "price": 1250, "currency": "EUR"}
     fields.update(extra)
-    created = await service.execute(c.CreateProduct(sku=sku, initial_stock=stock_, **fields))
+    created = await service.execute(
+        c.CreateProduct(sku=sku, initial_stock=stock_, **fields), actor=SYSTEM
+    )
     return created.snapshot
 
 
 async def _customer(service: CommandService, email: str = "ann@example.com") -> str:
-    registered = await service.execute(c.RegisterCustomer(email=email, name="Ann"))
+    registered = await service.execute(c.RegisterCustomer(email=email, name="Ann"), actor=SYSTEM)
     return str(registered.snapshot["id"])
 
 
 async def _order(service: CommandService, customer_id: str, *lines: tuple[str, int]) -> str:
     placed = await service.execute(
-        c.PlaceOrder(customer_id, tuple(c.OrderLineRequest(sku, qty) for sku, qty in lines))
+        c.PlaceOrder(customer_id, tuple(c.OrderLineRequest(sku, qty) for sku, qty in lines)),
+        actor=SYSTEM,
     )
     return str(placed.snapshot["id"])
 
@@ -149,7 +153,7 @@ async def _refused(
     """Runs a command that must fail, and checks that it wrote nothing at all."""
     before = await _everything(engine)
     with pytest.raises(DomainError) as refused:
-        await service.execute(command, **options)
+        await service.execute(command, **{"actor": SYSTEM, **options})
     assert await _everything(engine) == before
     return refused.value
 
@@ -395,7 +399,7 @@ async def test_shipping_an_order_commits_its_stock(
     mug = await _product(service, "MUG-1", stock_=10)
     pot = await _product(service, "POT-1", stock_=5)
     order_id = await _order(service, await _customer(service), ("MUG-1", 2), ("POT-1", 5))
-    await service.execute(c.PayOrder(order_id))
+    await service.execute(c.PayOrder(order_id), actor=SYSTEM)
 
     shipped = await run.run(
         c.ShipOrder(order_id), ["OrderShipped", "StockCommitted", "StockCommitted"]
@@ -431,6 +435,7 @@ async def test_every_command_writes_its_events_under_the_callers_correlation_id(
     outcome = await service.execute(
         c.CreateProduct(sku="MUG-1", name="Mug", price=100, currency="EUR", initial_stock=1),
         correlation_id="request-42",
+        actor=SYSTEM,
     )
 
     stored = await _events_after(engine, 0)
@@ -472,11 +477,11 @@ async def test_an_order_that_cannot_be_served_is_refused_and_writes_nothing(
     customer_id = await _orderable_setup(service)
     if setup == "discontinued":
         old = await _product(service, "OLD-1", stock_=5)
-        await service.execute(c.DiscontinueProduct(old["id"]))
+        await service.execute(c.DiscontinueProduct(old["id"]), actor=SYSTEM)
     elif setup == "draft":
         await _product(service, "NEW-1", stock_=5, status="draft")
     elif setup == "erased":
-        await service.execute(c.EraseCustomer(customer_id))
+        await service.execute(c.EraseCustomer(customer_id), actor=SYSTEM)
 
     error = await _refused(
         engine,
@@ -571,7 +576,7 @@ async def test_an_erased_customers_email_is_free_again(
     engine: AsyncEngine, service: CommandService
 ) -> None:
     first = await _customer(service, "ann@example.com")
-    await service.execute(c.EraseCustomer(first))
+    await service.execute(c.EraseCustomer(first), actor=SYSTEM)
 
     second = await _customer(service, "ann@example.com")
 
@@ -585,11 +590,11 @@ async def test_an_erased_customers_email_is_free_again(
 async def _versioned_commands(service: CommandService) -> list[tuple[c.Command, c.Command]]:
     """(stale, current) pairs over all four aggregates, in order: each current one applies."""
     product = await _product(service, "MUG-1", stock_=10)
-    await service.execute(c.ChangePrice(product["id"], 1300))  # product v2
-    await service.execute(c.ReceiveStock(product["id"], 1))  # stock v2
+    await service.execute(c.ChangePrice(product["id"], 1300), actor=SYSTEM)  # product v2
+    await service.execute(c.ReceiveStock(product["id"], 1), actor=SYSTEM)  # stock v2
     customer_id = await _customer(service)
     order_id = await _order(service, customer_id, ("MUG-1", 1))  # stock v3, order v1
-    await service.execute(c.PayOrder(order_id))  # order v2
+    await service.execute(c.PayOrder(order_id), actor=SYSTEM)  # order v2
     return [
         (
             c.ChangePrice(product["id"], 1400, expected_version=1),
@@ -628,7 +633,7 @@ async def test_a_stale_expected_version_is_refused_and_the_current_one_applies(
         assert (error.code, error.field) == ("VERSION_CONFLICT", "expectedVersion")
 
         before = await _head(engine)
-        applied = await service.execute(current)
+        applied = await service.execute(current, actor=SYSTEM)
         assert applied.position > before, current
 
 
@@ -638,8 +643,8 @@ async def test_of_two_racing_guarded_commands_one_applies_and_one_conflicts(
     product = await _product(service)
 
     results = await asyncio.gather(
-        service.execute(c.ChangePrice(product["id"], 2000, expected_version=1)),
-        service.execute(c.ChangePrice(product["id"], 3000, expected_version=1)),
+        service.execute(c.ChangePrice(product["id"], 2000, expected_version=1), actor=SYSTEM),
+        service.execute(c.ChangePrice(product["id"], 3000, expected_version=1), actor=SYSTEM),
         return_exceptions=True,
     )
 
@@ -660,7 +665,9 @@ async def test_concurrent_unguarded_orders_all_succeed_until_stock_runs_out(
 
     results = await asyncio.gather(
         *(
-            service.execute(c.PlaceOrder(customer_id, (c.OrderLineRequest("MUG-1", 1),)))
+            service.execute(
+                c.PlaceOrder(customer_id, (c.OrderLineRequest("MUG-1", 1),)), actor=SYSTEM
+            )
             for _ in range(10)
         ),
         return_exceptions=True,
@@ -738,8 +745,8 @@ async def test_concurrent_orders_naming_products_in_opposite_order_both_succeed(
     mug_then_pot = (c.OrderLineRequest("MUG-1", 1), c.OrderLineRequest("POT-1", 2))
 
     results = await asyncio.gather(
-        meeting.execute(c.PlaceOrder(customer_id, mug_then_pot)),
-        meeting.execute(c.PlaceOrder(customer_id, mug_then_pot[::-1])),
+        meeting.execute(c.PlaceOrder(customer_id, mug_then_pot), actor=SYSTEM),
+        meeting.execute(c.PlaceOrder(customer_id, mug_then_pot[::-1]), actor=SYSTEM),
         return_exceptions=True,
     )
 
@@ -760,12 +767,12 @@ async def test_a_repeated_request_with_the_same_key_replays_the_first_result(
     engine: AsyncEngine, service: CommandService, clock: Clock
 ) -> None:
     command = c.CreateProduct(sku="MUG-1", name="Mug", price=100, currency="EUR", initial_stock=2)
-    first = await service.execute(command, idempotency_key="create-mug")
+    first = await service.execute(command, idempotency_key="create-mug", actor=SYSTEM)
     assert first.replayed is False
     clock.now = T0 + timedelta(hours=1)
 
     before = await _everything(engine)
-    again = await service.execute(command, idempotency_key="create-mug")
+    again = await service.execute(command, idempotency_key="create-mug", actor=SYSTEM)
 
     assert again.replayed is True
     assert (again.kind, again.snapshot, again.position) == (
@@ -780,7 +787,9 @@ async def test_a_key_reused_with_a_different_input_is_refused_and_writes_nothing
     engine: AsyncEngine, service: CommandService
 ) -> None:
     product = await _product(service)
-    await service.execute(c.ReceiveStock(product["id"], 5), idempotency_key="delivery-7")
+    await service.execute(
+        c.ReceiveStock(product["id"], 5), idempotency_key="delivery-7", actor=SYSTEM
+    )
 
     error = await _refused(
         engine, service, c.ReceiveStock(product["id"], 6), idempotency_key="delivery-7"
@@ -798,14 +807,16 @@ async def test_a_key_past_its_lifetime_runs_the_command_again(
     )
     product = await _product(service, stock_=0)
     receive = c.ReceiveStock(product["id"], 5)
-    first = await service.execute(receive, idempotency_key="delivery-7")
+    first = await service.execute(receive, idempotency_key="delivery-7", actor=SYSTEM)
 
     clock.now = T0 + timedelta(seconds=59)
-    within = await service.execute(receive, idempotency_key="delivery-7")
+    within = await service.execute(receive, idempotency_key="delivery-7", actor=SYSTEM)
     clock.now = T0 + timedelta(seconds=61)
-    after = await service.execute(receive, idempotency_key="delivery-7")
+    after = await service.execute(receive, idempotency_key="delivery-7", actor=SYSTEM)
     clock.now = T0 + timedelta(seconds=62)
-    replay_of_the_second = await service.execute(receive, idempotency_key="delivery-7")
+    replay_of_the_second = await service.execute(
+        receive, idempotency_key="delivery-7", actor=SYSTEM
+    )
 
     assert (within.replayed, within.position) == (True, first.position)
     assert after.replayed is False
@@ -826,8 +837,8 @@ async def test_a_failed_command_does_not_store_its_key(
     order = c.PlaceOrder(customer_id, (c.OrderLineRequest("MUG-1", 2),))
 
     await _refused(engine, service, order, idempotency_key="order-1")
-    await service.execute(c.ReceiveStock(product["id"], 1))
-    placed = await service.execute(order, idempotency_key="order-1")
+    await service.execute(c.ReceiveStock(product["id"], 1), actor=SYSTEM)
+    placed = await service.execute(order, idempotency_key="order-1", actor=SYSTEM)
 
     assert placed.replayed is False
     assert (await _row(engine, stock, product["id"]))["reserved"] == 2
@@ -838,8 +849,8 @@ async def _concurrently_with_one_key(
 ) -> tuple[CommandOutcome, CommandOutcome, list[StoredEvent]]:
     before = await _head(engine)
     results = await asyncio.gather(
-        service.execute(command, idempotency_key="same-key"),
-        service.execute(command, idempotency_key="same-key"),
+        service.execute(command, idempotency_key="same-key", actor=SYSTEM),
+        service.execute(command, idempotency_key="same-key", actor=SYSTEM),
         return_exceptions=True,
     )
     for result in results:
@@ -989,7 +1000,9 @@ async def test_a_commit_cut_off_in_flight_is_not_run_again_without_an_idempotenc
     before = await _everything(engine)
 
     with pytest.raises(CommitOutcomeUnknown):
-        await service.execute(c.CreateProduct(sku="MUG-1", name="Mug", price=1, currency="EUR"))
+        await service.execute(
+            c.CreateProduct(sku="MUG-1", name="Mug", price=1, currency="EUR"), actor=SYSTEM
+        )
 
     # This one did not commit; the service could not know, so it ran it only once.
     assert await _everything(engine) == before

@@ -17,6 +17,7 @@ from readmodel.bulk import BulkError, BulkWriter
 from readmodel.feed import Applied, FeedWorker
 from readmodel.projections import ProductsProjection, default_projections
 from writemodel import outbox
+from writemodel.access import SYSTEM
 from writemodel.migrate import migrate
 
 pytestmark = pytest.mark.elasticsearch
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.elasticsearch
 async def _product(app: Bicameral, sku: str, **extra: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {"name": f"Product {sku}", "price": 1000, "currency": "EUR"}
     fields.update(extra)
-    return (await app.commands.execute(c.CreateProduct(sku=sku, **fields))).snapshot
+    return (await app.commands.execute(c.CreateProduct(sku=sku, **fields), actor=SYSTEM)).snapshot
 
 
 async def _documents(app: Bicameral, name: str) -> dict[str, dict[str, Any]]:
@@ -70,7 +71,7 @@ async def test_a_created_product_is_searchable_once_the_worker_has_run(app: Bica
 
 async def test_the_document_carries_the_newest_position_as_its_version(app: Bicameral) -> None:
     created = await _product(app, "KET-2")
-    changed = await app.commands.execute(c.ChangePrice(created["id"], 1500))
+    changed = await app.commands.execute(c.ChangePrice(created["id"], 1500), actor=SYSTEM)
 
     await app.worker.run_until_caught_up()
 
@@ -80,13 +81,15 @@ async def test_the_document_carries_the_newest_position_as_its_version(app: Bica
 
 
 async def test_replaying_the_whole_feed_from_zero_changes_no_document(app: Bicameral) -> None:
-    customer = await app.commands.execute(c.RegisterCustomer("ann@example.com", "Ann"))
+    customer = await app.commands.execute(
+        c.RegisterCustomer("ann@example.com", "Ann"), actor=SYSTEM
+    )
     for i in range(5):
         await _product(app, f"SKU-{i}", initial_stock=10)
     order = await app.commands.execute(
-        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("SKU-1", 2),))
+        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("SKU-1", 2),)), actor=SYSTEM
     )
-    await app.commands.execute(c.PayOrder(order.snapshot["id"]))
+    await app.commands.execute(c.PayOrder(order.snapshot["id"]), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     before = {name: await _documents(app, name) for name in ("products", "orders", "customers")}
 
@@ -102,7 +105,7 @@ async def test_replaying_the_whole_feed_from_zero_changes_no_document(app: Bicam
 async def test_an_older_or_shuffled_batch_never_rolls_a_document_back(app: Bicameral) -> None:
     created = await _product(app, "OLD-1")
     for price in (1100, 1200, 1300):
-        await app.commands.execute(c.ChangePrice(created["id"], price))
+        await app.commands.execute(c.ChangePrice(created["id"], price), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     latest = (await _documents(app, "products"))[created["id"]]
 
@@ -124,10 +127,14 @@ async def test_erasing_a_customer_anonymises_them_and_every_order_of_theirs(
     app: Bicameral,
 ) -> None:
     await _product(app, "ERA-1", initial_stock=5)
-    customer = await app.commands.execute(c.RegisterCustomer("bob@example.com", "Bob Stone"))
+    customer = await app.commands.execute(
+        c.RegisterCustomer("bob@example.com", "Bob Stone"), actor=SYSTEM
+    )
     customer_id = customer.snapshot["id"]
     orders = [
-        await app.commands.execute(c.PlaceOrder(customer_id, (c.OrderLineRequest("ERA-1", 1),)))
+        await app.commands.execute(
+            c.PlaceOrder(customer_id, (c.OrderLineRequest("ERA-1", 1),)), actor=SYSTEM
+        )
         for _ in range(2)
     ]
     await app.worker.run_until_caught_up()
@@ -135,7 +142,7 @@ async def test_erasing_a_customer_anonymises_them_and_every_order_of_theirs(
         "email"
     ] == "bob@example.com"
 
-    await app.commands.execute(c.EraseCustomer(customer_id))
+    await app.commands.execute(c.EraseCustomer(customer_id), actor=SYSTEM)
     await app.worker.run_until_caught_up()
 
     person = await app.reader.get("customers", customer_id)
@@ -156,9 +163,9 @@ async def test_erasing_a_customer_anonymises_them_and_every_order_of_theirs(
 
 async def test_orders_embed_the_customer_and_product_names(app: Bicameral) -> None:
     product = await _product(app, "EMB-1", name="Blue mug", initial_stock=3)
-    customer = await app.commands.execute(c.RegisterCustomer("cy@example.com", "Cy"))
+    customer = await app.commands.execute(c.RegisterCustomer("cy@example.com", "Cy"), actor=SYSTEM)
     order = await app.commands.execute(
-        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("EMB-1", 2),))
+        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("EMB-1", 2),)), actor=SYSTEM
     )
     await app.worker.run_until_caught_up()
     doc = await app.reader.get("orders", order.snapshot["id"])
@@ -167,7 +174,7 @@ async def test_orders_embed_the_customer_and_product_names(app: Bicameral) -> No
     assert doc["lines"][0]["product_name"] == "Blue mug"
     assert doc["total"] == 2000
 
-    await app.commands.execute(c.UpdateProduct(product["id"], name="Red mug"))
+    await app.commands.execute(c.UpdateProduct(product["id"], name="Red mug"), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     doc = await app.reader.get("orders", order.snapshot["id"])
     assert doc is not None and doc["lines"][0]["product_name"] == "Red mug"
@@ -175,17 +182,17 @@ async def test_orders_embed_the_customer_and_product_names(app: Bicameral) -> No
 
 async def test_stock_and_sales_reach_the_product_document(app: Bicameral) -> None:
     product = await _product(app, "STK-1", initial_stock=3)
-    customer = await app.commands.execute(c.RegisterCustomer("di@example.com", "Di"))
+    customer = await app.commands.execute(c.RegisterCustomer("di@example.com", "Di"), actor=SYSTEM)
     order = await app.commands.execute(
-        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("STK-1", 3),))
+        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("STK-1", 3),)), actor=SYSTEM
     )
     await app.worker.run_until_caught_up()
     doc = await app.reader.get("products", product["id"])
     assert doc is not None
     assert (doc["on_hand"], doc["reserved"], doc["available"], doc["in_stock"]) == (3, 3, 0, False)
 
-    await app.commands.execute(c.PayOrder(order.snapshot["id"]))
-    await app.commands.execute(c.ShipOrder(order.snapshot["id"]))
+    await app.commands.execute(c.PayOrder(order.snapshot["id"]), actor=SYSTEM)
+    await app.commands.execute(c.ShipOrder(order.snapshot["id"]), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     doc = await app.reader.get("products", product["id"])
     assert doc is not None
@@ -249,7 +256,7 @@ async def test_listeners_hear_each_applied_batch_after_it_is_searchable(app: Bic
 
     app.worker.listeners.append(listener)
     created = await app.commands.execute(
-        c.CreateProduct(sku="HEAR-1", name="Heard", price=100, currency="EUR")
+        c.CreateProduct(sku="HEAR-1", name="Heard", price=100, currency="EUR"), actor=SYSTEM
     )
     await app.worker.run_until_caught_up()
 
@@ -270,7 +277,7 @@ async def test_documents_of_another_write_database_are_not_served(
         await migrate(other.engine)
         await other.start(subscriptions=False)
         created = await other.commands.execute(
-            c.CreateProduct(sku="NEW-DB-1", name="New", price=1, currency="EUR")
+            c.CreateProduct(sku="NEW-DB-1", name="New", price=1, currency="EUR"), actor=SYSTEM
         )
 
         await other.worker.run_until_caught_up()
@@ -284,7 +291,7 @@ async def test_documents_of_another_write_database_are_not_served(
 async def test_one_projection_replays_while_the_others_skip_what_they_have_applied(
     app: Bicameral,
 ) -> None:
-    customer = await app.commands.execute(c.RegisterCustomer("bo@example.com", "Bo"))
+    customer = await app.commands.execute(c.RegisterCustomer("bo@example.com", "Bo"), actor=SYSTEM)
     await _product(app, "REPLAY-1")
     await app.worker.run_until_caught_up()
     head = await _head(app)

@@ -50,6 +50,7 @@ from tests.integration.faults import (
 )
 from tools import search_node
 from writemodel import outbox
+from writemodel.access import SYSTEM
 from writemodel.tables import products, stock
 
 pytestmark = pytest.mark.elasticsearch
@@ -303,15 +304,16 @@ async def test_a_deleted_row_leaves_the_index_and_an_older_write_cannot_bring_it
 ) -> None:
     doomed = (
         await app.commands.execute(
-            c.CreateProduct(sku="GONE-1", name="Gone", price=900, currency="EUR", initial_stock=2)
+            c.CreateProduct(sku="GONE-1", name="Gone", price=900, currency="EUR", initial_stock=2),
+            actor=SYSTEM,
         )
     ).snapshot["id"]
     kept = (
         await app.commands.execute(
-            c.CreateProduct(sku="KEPT-1", name="Kept", price=700, currency="EUR")
+            c.CreateProduct(sku="KEPT-1", name="Kept", price=700, currency="EUR"), actor=SYSTEM
         )
     ).snapshot["id"]
-    await app.commands.execute(c.ChangePrice(doomed, 1500))
+    await app.commands.execute(c.ChangePrice(doomed, 1500), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     alias = f"{app.settings.index_prefix}-products"
     assert await app.search.exists(index=alias, id=doomed)
@@ -335,6 +337,7 @@ async def test_a_deleted_row_leaves_the_index_and_an_older_write_cannot_bring_it
             [(version + 1, ProductPurged(doomed))],
             correlation_id="test-purge",
             now=datetime.now(UTC),
+            actor=SYSTEM,
         )
     await app.worker.run_until_caught_up()
 

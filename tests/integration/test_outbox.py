@@ -26,6 +26,7 @@ from domain.events import Event, ProductCreated, StockReceived
 from domain.product import Product
 from domain.stock import Stock
 from writemodel import outbox
+from writemodel.access import SYSTEM
 from writemodel.database import create_engine, is_postgres
 from writemodel.migrate import migrate
 from writemodel.outbox import StoredEvent
@@ -66,7 +67,9 @@ async def _append_and_commit(
 ) -> int:
     async with engine.connect() as conn:
         await conn.begin()
-        position = await outbox.append(conn, recorded, correlation_id=correlation_id, now=NOW)
+        position = await outbox.append(
+            conn, recorded, correlation_id=correlation_id, now=NOW, actor=SYSTEM
+        )
         await conn.commit()
     assert position is not None
     return position
@@ -226,7 +229,9 @@ class TestOutboxContract:
 
         async with engine.connect() as conn:
             await conn.begin()
-            await outbox.append(conn, [_received()], correlation_id="zoned", now=in_paris)
+            await outbox.append(
+                conn, [_received()], correlation_id="zoned", now=in_paris, actor=SYSTEM
+            )
             await conn.commit()
         (stored,) = [e for e in await _read(engine, 0) if e.correlation_id == "zoned"]
         assert stored.occurred_at == datetime(2030, 5, 17, 9, 30, tzinfo=UTC)
@@ -260,7 +265,9 @@ class TestOutboxContract:
     ) -> None:
         async with engine.connect() as conn:
             await conn.begin()
-            assert await outbox.append(conn, [], correlation_id="none", now=NOW) is None
+            assert (
+                await outbox.append(conn, [], correlation_id="none", now=NOW, actor=SYSTEM) is None
+            )
             await conn.commit()
 
         assert await _head(engine) == (0, None)
@@ -274,7 +281,7 @@ class TestOutboxContract:
             product = _product("MUG-1")
             uow.products.add(product)
             uow.stocks.add(Stock(product.id))
-            position = await uow.commit(correlation_id="ok", now=NOW)
+            position = await uow.commit(correlation_id="ok", now=NOW, actor=SYSTEM)
 
         stored = await _read(engine, 0)
         assert [(e.event_type, e.aggregate_id, e.position) for e in stored] == [
@@ -293,7 +300,7 @@ class TestOutboxContract:
                 uow.products.add(product)
                 uow.stocks.add(Stock(product.id))
             with pytest.raises(AlreadyExists) as refused:
-                await uow.commit(correlation_id="dup", now=NOW)
+                await uow.commit(correlation_id="dup", now=NOW, actor=SYSTEM)
 
         assert refused.value.code == "SKU_TAKEN"
         assert await _count(engine, products) == 0
@@ -322,10 +329,10 @@ class TestOutboxContract:
             uow.products.add(_product("MUG-1"))
             uow.products.add(_product("MUG-1"))
             with pytest.raises(AlreadyExists):
-                await uow.commit(correlation_id="dup", now=NOW)
+                await uow.commit(correlation_id="dup", now=NOW, actor=SYSTEM)
         async with SqlUnitOfWork(engine) as uow:
             uow.products.add(_product("MUG-1"))
-            position = await uow.commit(correlation_id="ok", now=NOW)
+            position = await uow.commit(correlation_id="ok", now=NOW, actor=SYSTEM)
 
         assert [(e.position, e.correlation_id) for e in await _read(engine, 0)] == [
             (position, "ok")
@@ -346,7 +353,9 @@ class TestOutboxContract:
             async with engine.connect() as conn:
                 b_starting.set()
                 await conn.begin()
-                position = await outbox.append(conn, [_received()], correlation_id="b", now=NOW)
+                position = await outbox.append(
+                    conn, [_received()], correlation_id="b", now=NOW, actor=SYSTEM
+                )
                 assert position is not None
                 await conn.commit()
                 return position
@@ -355,7 +364,9 @@ class TestOutboxContract:
         b: asyncio.Task[int] | None = None
         try:
             await a.begin()
-            a_position = await outbox.append(a, [_received()], correlation_id="a", now=NOW)
+            a_position = await outbox.append(
+                a, [_received()], correlation_id="a", now=NOW, actor=SYSTEM
+            )
             assert a_position is not None
 
             b = asyncio.create_task(writer_b())
@@ -412,7 +423,7 @@ class TestOutboxContract:
                 async with engine.connect() as conn:
                     await conn.begin()
                     last = await outbox.append(
-                        conn, recorded, correlation_id=correlation_id, now=NOW
+                        conn, recorded, correlation_id=correlation_id, now=NOW, actor=SYSTEM
                     )
                     await asyncio.sleep(delays.uniform(0, 0.002))
                     await conn.commit()
@@ -472,7 +483,7 @@ class TestOutboxContract:
         b: asyncio.Task[int] | None = None
         try:
             await a.begin()
-            assert await outbox.append(a, [_received()], correlation_id="a", now=NOW)
+            assert await outbox.append(a, [_received()], correlation_id="a", now=NOW, actor=SYSTEM)
             b = asyncio.create_task(writer_b())
             await asyncio.wait_for(b_starting.wait(), STEP_TIMEOUT)
             await _until_blocked_or_done(engine, b)
@@ -501,7 +512,7 @@ async def test_on_postgresql_a_second_appender_waits_for_the_first_to_commit(
     b: asyncio.Task[int] | None = None
     try:
         await a.begin()
-        await outbox.append(a, [_received()], correlation_id="a", now=NOW)
+        await outbox.append(a, [_received()], correlation_id="a", now=NOW, actor=SYSTEM)
         b = asyncio.create_task(_append_and_commit(pg_engine, [_received()], "b"))
         await _until_blocked_or_done(pg_engine, b)
 

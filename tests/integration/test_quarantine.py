@@ -33,6 +33,7 @@ from readmodel.feed import FeedWorker
 from readmodel.projections import IndexDocument, default_projections
 from tests.integration.faults import BIN, READ_MODELS, worker_env
 from writemodel import outbox
+from writemodel.access import SYSTEM
 from writemodel.tables import products
 
 pytestmark = pytest.mark.elasticsearch
@@ -43,7 +44,11 @@ IMMENSE = "x" * 40_000
 async def _product(app: Bicameral, sku: str, **extra: Any) -> str:
     fields: dict[str, Any] = {"name": f"Product {sku}", "price": 1000, "currency": "EUR"}
     fields.update(extra)
-    return str((await app.commands.execute(c.CreateProduct(sku=sku, **fields))).snapshot["id"])
+    return str(
+        (await app.commands.execute(c.CreateProduct(sku=sku, **fields), actor=SYSTEM)).snapshot[
+            "id"
+        ]
+    )
 
 
 async def _set_tags(app: Bicameral, product_id: str, tags: list[str]) -> None:
@@ -58,7 +63,7 @@ async def _poisoned(app: Bicameral, sku: str = "POISON-1") -> tuple[str, int]:
     product = await _product(app, sku, initial_stock=50)
     await app.worker.run_until_caught_up()
     await _set_tags(app, product, [IMMENSE])
-    changed = await app.commands.execute(c.ChangePrice(product, 1500))
+    changed = await app.commands.execute(c.ChangePrice(product, 1500), actor=SYSTEM)
     assert changed.position is not None
     return product, changed.position
 
@@ -82,9 +87,12 @@ async def test_a_refused_document_is_quarantined_while_the_next_writes_of_every_
     # The next 100 writes of each kind, in the same batches as the refused document.
     for n in range(100):
         product = await _product(app, f"FLOW-{n}", initial_stock=5, tags=("flow",))
-        customer = await app.commands.execute(c.RegisterCustomer(f"flow{n}@example.com", "Flow"))
+        customer = await app.commands.execute(
+            c.RegisterCustomer(f"flow{n}@example.com", "Flow"), actor=SYSTEM
+        )
         await app.commands.execute(
-            c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest(f"FLOW-{n}", 1),))
+            c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest(f"FLOW-{n}", 1),)),
+            actor=SYSTEM,
         )
         assert product
 
@@ -118,7 +126,7 @@ async def test_a_token_whose_document_was_quarantined_answers_at_once_and_says_s
     app: Bicameral,
 ) -> None:
     poisoned, token = await _poisoned(app)
-    fine = await app.commands.execute(c.RegisterCustomer("fine@example.com", "Fine"))
+    fine = await app.commands.execute(c.RegisterCustomer("fine@example.com", "Fine"), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     schema: strawberry.Schema = build_schema()
     query = "query($id: ID!, $token: String) { product(id: $id, consistencyToken: $token) { id } }"
@@ -157,12 +165,14 @@ async def test_a_token_finds_the_refused_documents_of_every_event_of_its_command
     app: Bicameral,
 ) -> None:
     poisoned, _ = await _poisoned(app)
-    buyer = await app.commands.execute(c.RegisterCustomer("buyer@example.com", "Buyer"))
+    buyer = await app.commands.execute(
+        c.RegisterCustomer("buyer@example.com", "Buyer"), actor=SYSTEM
+    )
     await app.worker.run_until_caught_up()
     # An order for the poisoned product: its stock event re-projects the product, which
     # is refused again; the order's token is its command's last event, not that one.
     order = await app.commands.execute(
-        c.PlaceOrder(buyer.snapshot["id"], (c.OrderLineRequest("POISON-1", 2),))
+        c.PlaceOrder(buyer.snapshot["id"], (c.OrderLineRequest("POISON-1", 2),)), actor=SYSTEM
     )
     assert order.position is not None
     await app.worker.run_until_caught_up()
@@ -210,7 +220,7 @@ async def test_a_later_write_the_index_takes_supersedes_the_entry(app: Bicameral
     poisoned, token = await _poisoned(app)
     await app.worker.run_until_caught_up()
     await _set_tags(app, poisoned, ["mended"])
-    later = await app.commands.execute(c.ChangePrice(poisoned, 2000))
+    later = await app.commands.execute(c.ChangePrice(poisoned, 2000), actor=SYSTEM)
 
     await app.worker.run_until_caught_up()
 
@@ -222,7 +232,7 @@ async def test_a_later_write_the_index_takes_supersedes_the_entry(app: Bicameral
     assert doc is not None and (doc["price"], doc["position"]) == (2000, later.position)
     # Refused again later: active again, one more attempt.
     await _set_tags(app, poisoned, [IMMENSE])
-    await app.commands.execute(c.ChangePrice(poisoned, 2500))
+    await app.commands.execute(c.ChangePrice(poisoned, 2500), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     [entry] = await app.worker.quarantine.entries()
     assert (entry.active, entry.attempts) == (True, 2)
@@ -359,7 +369,7 @@ async def test_the_cli_lists_retries_and_drops_entries(app: Bicameral, tmp_path:
     assert await _count(app, "products", term={"tags": "mended"}) == 1
 
     await _set_tags(app, poisoned, [IMMENSE])
-    await app.commands.execute(c.ChangePrice(poisoned, 1700))
+    await app.commands.execute(c.ChangePrice(poisoned, 1700), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     dropped = await cli("quarantine", "drop", "--all")
     empty = await cli("quarantine", "list")
@@ -451,6 +461,6 @@ async def _worker(app: Bicameral, client: AsyncElasticsearch) -> FeedWorker:
 async def _poisoned_without_catching_up(app: Bicameral) -> tuple[str, int]:
     product = await _product(app, "POISON-W", initial_stock=1)
     await _set_tags(app, product, [IMMENSE])
-    changed = await app.commands.execute(c.ChangePrice(product, 1500))
+    changed = await app.commands.execute(c.ChangePrice(product, 1500), actor=SYSTEM)
     assert changed.position is not None
     return product, changed.position

@@ -12,6 +12,7 @@ from api.bootstrap import Bicameral
 from api.context import Context
 from api.schema import build_schema
 from domain import commands as c
+from writemodel.access import SYSTEM
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -49,7 +50,8 @@ async def catalog(app: Bicameral) -> Bicameral:
                 price=price,
                 currency="EUR",
                 initial_stock=stock,
-            )
+            ),
+            actor=SYSTEM,
         )
     await app.worker.run_until_caught_up()
     return app
@@ -154,7 +156,8 @@ async def test_walking_every_page_returns_each_product_exactly_once_while_more_a
         if added < 3:
             # New products land while we walk; they may or may not be seen, never twice.
             await app.commands.execute(
-                c.CreateProduct(sku=f"NEW-{added}", name="New", price=100 + added, currency="EUR")
+                c.CreateProduct(sku=f"NEW-{added}", name="New", price=100 + added, currency="EUR"),
+                actor=SYSTEM,
             )
             await app.worker.run_until_caught_up()
             added += 1
@@ -193,19 +196,24 @@ async def test_invalid_arguments_get_a_clear_error(
 
 async def test_orders_filter_by_customer_status_and_total(app: Bicameral) -> None:
     await app.commands.execute(
-        c.CreateProduct(sku="P-1", name="P", price=1000, currency="EUR", initial_stock=100)
+        c.CreateProduct(sku="P-1", name="P", price=1000, currency="EUR", initial_stock=100),
+        actor=SYSTEM,
     )
-    ann = (await app.commands.execute(c.RegisterCustomer("ann@example.com", "Ann"))).snapshot
-    bob = (await app.commands.execute(c.RegisterCustomer("bob@example.com", "Bob"))).snapshot
+    ann = (
+        await app.commands.execute(c.RegisterCustomer("ann@example.com", "Ann"), actor=SYSTEM)
+    ).snapshot
+    bob = (
+        await app.commands.execute(c.RegisterCustomer("bob@example.com", "Bob"), actor=SYSTEM)
+    ).snapshot
     orders = {}
     for who, qty in (("ann", 1), ("ann", 3), ("bob", 2)):
         customer = ann if who == "ann" else bob
         placed = await app.commands.execute(
-            c.PlaceOrder(customer["id"], (c.OrderLineRequest("P-1", qty),))
+            c.PlaceOrder(customer["id"], (c.OrderLineRequest("P-1", qty),)), actor=SYSTEM
         )
         orders[(who, qty)] = placed.snapshot["id"]
         await asyncio.sleep(0.01)  # distinct placed times
-    await app.commands.execute(c.PayOrder(orders[("ann", 3)]))
+    await app.commands.execute(c.PayOrder(orders[("ann", 3)]), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     query = """query($filter: OrderFilterInput, $sort: OrderSort) {
       orders(filter: $filter, sort: $sort) {
@@ -226,12 +234,17 @@ async def test_orders_filter_by_customer_status_and_total(app: Bicameral) -> Non
 
 async def test_customers_search_and_lifetime_figures(app: Bicameral) -> None:
     await app.commands.execute(
-        c.CreateProduct(sku="P-2", name="P", price=500, currency="EUR", initial_stock=10)
+        c.CreateProduct(sku="P-2", name="P", price=500, currency="EUR", initial_stock=10),
+        actor=SYSTEM,
     )
-    ann = (await app.commands.execute(c.RegisterCustomer("ann@example.com", "Ann Lee"))).snapshot
-    await app.commands.execute(c.RegisterCustomer("bob@example.com", "Bob Stone"))
-    placed = await app.commands.execute(c.PlaceOrder(ann["id"], (c.OrderLineRequest("P-2", 2),)))
-    await app.commands.execute(c.PayOrder(placed.snapshot["id"]))
+    ann = (
+        await app.commands.execute(c.RegisterCustomer("ann@example.com", "Ann Lee"), actor=SYSTEM)
+    ).snapshot
+    await app.commands.execute(c.RegisterCustomer("bob@example.com", "Bob Stone"), actor=SYSTEM)
+    placed = await app.commands.execute(
+        c.PlaceOrder(ann["id"], (c.OrderLineRequest("P-2", 2),)), actor=SYSTEM
+    )
+    await app.commands.execute(c.PayOrder(placed.snapshot["id"]), actor=SYSTEM)
     await app.worker.run_until_caught_up()
 
     found = await gql(app, '{ customers(search: "ann") { totalCount edges { node { id } } } }')
@@ -258,16 +271,19 @@ async def test_a_search_for_a_whole_sku_finds_that_product(catalog: Bicameral) -
 
 
 async def test_units_sold_sort_puts_the_best_sellers_first(app: Bicameral) -> None:
-    customer = (await app.commands.execute(c.RegisterCustomer("s@example.com", "S"))).snapshot
+    customer = (
+        await app.commands.execute(c.RegisterCustomer("s@example.com", "S"), actor=SYSTEM)
+    ).snapshot
     for sku, sold in (("U-1", 1), ("U-2", 3), ("U-3", 2)):
         await app.commands.execute(
-            c.CreateProduct(sku=sku, name=sku, price=100, currency="EUR", initial_stock=5)
+            c.CreateProduct(sku=sku, name=sku, price=100, currency="EUR", initial_stock=5),
+            actor=SYSTEM,
         )
         order = await app.commands.execute(
-            c.PlaceOrder(customer["id"], (c.OrderLineRequest(sku, sold),))
+            c.PlaceOrder(customer["id"], (c.OrderLineRequest(sku, sold),)), actor=SYSTEM
         )
-        await app.commands.execute(c.PayOrder(order.snapshot["id"]))
-        await app.commands.execute(c.ShipOrder(order.snapshot["id"]))
+        await app.commands.execute(c.PayOrder(order.snapshot["id"]), actor=SYSTEM)
+        await app.commands.execute(c.ShipOrder(order.snapshot["id"]), actor=SYSTEM)
     await app.worker.run_until_caught_up()
 
     assert await skus(app, sort="UNITS_SOLD") == ["U-2", "U-3", "U-1"]
@@ -283,7 +299,8 @@ async def test_relevance_without_a_search_falls_back_to_newest(catalog: Bicamera
             description="goes well with a kettle",
             price=5,
             currency="EUR",
-        )
+        ),
+        actor=SYSTEM,
     )
     await catalog.worker.run_until_caught_up()
     ranked = await skus(catalog, search="kettle", sort="RELEVANCE")

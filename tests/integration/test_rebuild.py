@@ -22,6 +22,7 @@ from readmodel.projections import Action, ProductsProjection
 from readmodel.quarantine import RetryResult
 from readmodel.rebuild import Progress, RebuildError, RebuildResult, abandon, rebuild
 from readmodel.setup import alias_state, physical_indexes
+from writemodel.access import SYSTEM
 from writemodel.tables import products
 
 pytestmark = pytest.mark.elasticsearch
@@ -33,7 +34,7 @@ IMMENSE = "x" * 40_000
 async def _product(app: Bicameral, sku: str, **extra: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {"name": f"Product {sku}", "price": 1000, "currency": "EUR"}
     fields.update(extra)
-    return (await app.commands.execute(c.CreateProduct(sku=sku, **fields))).snapshot
+    return (await app.commands.execute(c.CreateProduct(sku=sku, **fields), actor=SYSTEM)).snapshot
 
 
 async def _rebuild(
@@ -108,13 +109,15 @@ async def _one_index_and_no_rebuild_left(app: Bicameral, name: str, expected: st
 async def test_a_rebuild_swaps_the_alias_to_a_new_index_with_the_same_documents(
     app: Bicameral,
 ) -> None:
-    customer = await app.commands.execute(c.RegisterCustomer("eve@example.com", "Eve"))
+    customer = await app.commands.execute(
+        c.RegisterCustomer("eve@example.com", "Eve"), actor=SYSTEM
+    )
     for i in range(7):
         await _product(app, f"REB-{i}", initial_stock=10, tags=("tea",))
     order = await app.commands.execute(
-        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("REB-3", 2),))
+        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("REB-3", 2),)), actor=SYSTEM
     )
-    await app.commands.execute(c.PayOrder(order.snapshot["id"]))
+    await app.commands.execute(c.PayOrder(order.snapshot["id"]), actor=SYSTEM)
     await app.worker.run_until_caught_up()
 
     told: list[tuple[int, int]] = []
@@ -172,7 +175,9 @@ async def test_a_rebuild_under_concurrent_queries_and_writes_loses_nothing(
         n = 0
         while not rebuilding.done() or n < 10:
             ids.append((await _product(app, f"NEW-{n}", price=500))["id"])
-            await app.commands.execute(c.ChangePrice(rng.choice(ids), rng.randrange(100, 9_999)))
+            await app.commands.execute(
+                c.ChangePrice(rng.choice(ids), rng.randrange(100, 9_999)), actor=SYSTEM
+            )
             writes_during_rebuild += not rebuilding.done()
             n += 1
 
@@ -257,7 +262,7 @@ async def test_an_interrupted_rebuild_is_resumed_by_the_next_one(app: Bicameral)
     building = str(state.building)
     assert len(await _documents(app, building)) == 2
     # Meanwhile the feed goes on, to both: a document the load has not reached yet.
-    await app.commands.execute(c.ChangePrice(ids[-1], 4242))
+    await app.commands.execute(c.ChangePrice(ids[-1], 4242), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     assert (await _documents(app, building))[ids[-1]]["price"] == 4242
     assert (await _documents(app, _alias(app)))[ids[-1]]["price"] == 4242
@@ -310,11 +315,13 @@ async def test_every_projection_counts_the_ids_it_lists(app: Bicameral) -> None:
             }
 
     assert set((await counted_and_listed()).values()) == {(0, 0)}
-    customer = await app.commands.execute(c.RegisterCustomer("cat@example.com", "Cat"))
+    customer = await app.commands.execute(
+        c.RegisterCustomer("cat@example.com", "Cat"), actor=SYSTEM
+    )
     for i in range(4):
         await _product(app, f"CNT-{i}", initial_stock=5)
     await app.commands.execute(
-        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("CNT-1", 1),))
+        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("CNT-1", 1),)), actor=SYSTEM
     )
 
     assert await counted_and_listed() == {
@@ -340,7 +347,7 @@ async def test_a_document_elasticsearch_refuses_is_quarantined_and_the_rebuild_s
     app: Bicameral,
 ) -> None:
     ids = sorted([(await _product(app, f"REF-{i}", price=100))["id"] for i in range(6)])
-    await app.commands.execute(c.ChangePrice(ids[3], 1000))
+    await app.commands.execute(c.ChangePrice(ids[3], 1000), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     prefix = app.settings.index_prefix
     old = (await alias_state(app.search, prefix, PRODUCTS)).serving
@@ -395,7 +402,7 @@ async def test_an_entry_whose_document_the_rebuild_writes_is_superseded_at_the_s
     mended, still_bad = ids[0], ids[1]
     for id in (mended, still_bad):
         await _set_tags(app, id, [IMMENSE])
-        await app.commands.execute(c.ChangePrice(id, 1500))
+        await app.commands.execute(c.ChangePrice(id, 1500), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     alias = _alias(app)
     assert {(e.document_id, e.index_name) for e in await app.worker.quarantine.entries()} == {

@@ -13,6 +13,7 @@ from api.app import create_app
 from api.bootstrap import Bicameral, build
 from api.settings import Settings
 from domain import commands as c
+from writemodel.access import SYSTEM
 from writemodel.database import is_postgres
 
 pytestmark = pytest.mark.elasticsearch
@@ -45,14 +46,14 @@ async def test_a_commit_elsewhere_wakes_the_worker_long_before_its_next_poll(
         other = build(settings, embedded_worker=False)
         try:
             outcome = await other.commands.execute(
-                c.CreateProduct(sku="WAKE-1", name="Wake", price=1, currency="EUR")
+                c.CreateProduct(sku="WAKE-1", name="Wake", price=1, currency="EUR"), actor=SYSTEM
             )
         finally:
             await other.stop()
     else:
         # On SQLite the API and the worker share a process: the commit wakes it directly.
         outcome = await slow_polling.commands.execute(
-            c.CreateProduct(sku="WAKE-1", name="Wake", price=1, currency="EUR")
+            c.CreateProduct(sku="WAKE-1", name="Wake", price=1, currency="EUR"), actor=SYSTEM
         )
         slow_polling.committed()
 
@@ -61,7 +62,9 @@ async def test_a_commit_elsewhere_wakes_the_worker_long_before_its_next_poll(
 
 
 async def test_metrics_report_head_position_and_lag_per_read_model(app: Bicameral) -> None:
-    await app.commands.execute(c.CreateProduct(sku="MET-1", name="M", price=1, currency="EUR"))
+    await app.commands.execute(
+        c.CreateProduct(sku="MET-1", name="M", price=1, currency="EUR"), actor=SYSTEM
+    )
     transport = httpx.ASGITransport(app=create_app(bicameral=app))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         before = (await client.get("/metrics")).text

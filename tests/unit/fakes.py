@@ -12,6 +12,7 @@ one database.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from domain.errors import AlreadyExists, ConcurrencyConflict
 from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
+from writemodel.access import Actor
 from writemodel.outbox import StoredEvent
 from writemodel.unit_of_work import (
     CustomerRepository,
@@ -70,7 +72,8 @@ class FakeStore:
     customers: dict[str, Customer] = field(default_factory=dict)
     orders: dict[str, Order] = field(default_factory=dict)
     outbox: list[StoredEvent] = field(default_factory=list)
-    idempotency_keys: dict[str, StoredKey] = field(default_factory=dict)
+    # By (scope, key), as the table's primary key.
+    idempotency_keys: dict[tuple[str, str], StoredKey] = field(default_factory=dict)
     commits: int = 0
     _hooks: list[CommitHook] = field(default_factory=list)
     _after_hooks: list[CommitHook] = field(default_factory=list)
@@ -173,7 +176,12 @@ class FakeUnitOfWork(UnitOfWork):
         self.rolled_back = False
 
     async def commit(
-        self, *, correlation_id: str, now: datetime, remember: Remember | None = None
+        self,
+        *,
+        correlation_id: str,
+        now: datetime,
+        actor: Actor,
+        remember: Remember | None = None,
     ) -> int:
         hook = self.store._take_hook()
         if hook is not None:
@@ -183,7 +191,7 @@ class FakeUnitOfWork(UnitOfWork):
         # The idempotency key comes first, as in SqlUnitOfWork: the loser of a race for
         # one key replays the winner rather than tripping over its unique sku.
         if remember is not None:
-            live = store.idempotency_keys.get(remember.key)
+            live = store.idempotency_keys.get((remember.scope, remember.key))
             if live is not None and live.expires_at > now:
                 raise IdempotencyRace()
         pairs: list[tuple[Repository[Any], dict[str, Any]]] = [
@@ -212,6 +220,13 @@ class FakeUnitOfWork(UnitOfWork):
         )
         for table, aggregate in writes:
             table[aggregate.id] = _copy(aggregate)
+        erased = set(self.erased_customers())
+        store.outbox[:] = [
+            dataclasses.replace(e, payload={})
+            if e.aggregate_type == "Customer" and e.aggregate_id in erased
+            else e
+            for e in store.outbox
+        ]
         position = store.head
         for version, event in self.pending_events():
             position += 1
@@ -225,13 +240,15 @@ class FakeUnitOfWork(UnitOfWork):
                     payload=event.payload(),
                     occurred_at=now,
                     correlation_id=correlation_id,
+                    actor_role=actor.role,
+                    actor_subject=actor.subject,
                 )
             )
         if remember is not None:
             # Expired keys give way, this one included.
             for key in [k for k, v in store.idempotency_keys.items() if v.expires_at <= now]:
                 del store.idempotency_keys[key]
-            store.idempotency_keys[remember.key] = StoredKey(
+            store.idempotency_keys[(remember.scope, remember.key)] = StoredKey(
                 remember.request_hash,
                 copy.deepcopy({**remember.result, "position": position}),
                 remember.expires_at,
@@ -285,8 +302,8 @@ class FakeUnitOfWork(UnitOfWork):
         if not self.committed:
             self.rolled_back = True
 
-    async def recall(self, key: str, now: datetime) -> Remembered | None:
-        stored = self.store.idempotency_keys.get(key)
+    async def recall(self, scope: str, key: str, now: datetime) -> Remembered | None:
+        stored = self.store.idempotency_keys.get((scope, key))
         if stored is None or stored.expires_at <= now:
             return None
         return Remembered(request_hash=stored.request_hash, result=copy.deepcopy(stored.result))

@@ -12,10 +12,13 @@ import strawberry
 from strawberry.types import ExecutionResult
 
 from api.context import Context
-from api.mutations._command import MAX_KEY_LENGTH
+from api.identity import ANONYMOUS, Identity, Role
+from api.mutations._command import MAX_KEY_LENGTH, actor_of
 from api.schema import LIMITS, build_schema
 from api.settings import Settings
+from tests.identities import STAFF
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
+from writemodel.access import SYSTEM
 from writemodel.service import CommandService
 from writemodel.unit_of_work import CommitOutcomeUnknown, ConnectionLost
 
@@ -61,8 +64,9 @@ async def run(
     app: FakeApp,
     variables: dict[str, Any] | None = None,
     schema: strawberry.Schema = SCHEMA,
+    identity: Identity = STAFF,
 ) -> ExecutionResult:
-    context = Context(app=app, request=None)  # type: ignore[arg-type]
+    context = Context(app=app, request=None, identity=identity)  # type: ignore[arg-type]
     return await schema.execute(query, variable_values=variables, context_value=context)
 
 
@@ -579,3 +583,22 @@ async def test_a_write_database_that_went_away_is_a_coded_error_not_an_internal_
     assert says in error.message
     assert "server closed" not in error.message  # the driver's words stay on the server
     assert app.committed_calls == 0
+
+
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+def test_no_request_identity_becomes_the_system_actor(role: Role) -> None:
+    actor = actor_of(Identity(role, subject="system", issuer="system", customer_id="c"))
+
+    assert actor != SYSTEM
+    assert actor.role == role.value != SYSTEM.role
+    assert actor.idempotency_scope != SYSTEM.idempotency_scope
+
+
+async def test_an_anonymous_mutation_answers_a_typed_forbidden_error(app: FakeApp) -> None:
+    result = await run(CREATE_PRODUCT, app, {"input": product_input()}, identity=ANONYMOUS)
+
+    assert result.errors is None
+    assert result.data is not None
+    payload = result.data["createProduct"]
+    assert payload["__typename"] == "ForbiddenError"
+    assert payload["code"] == "FORBIDDEN"

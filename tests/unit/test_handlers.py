@@ -13,12 +13,15 @@ from domain.errors import (
     AlreadyExists,
     ConcurrencyConflict,
     DomainError,
+    Forbidden,
     InvalidInput,
     NotFound,
     RuleBroken,
 )
 from domain.rules import MAX_ORDER_LINES, MAX_PRICE, MAX_QUANTITY, MAX_STOCK
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
+from writemodel.access import MAY_SEND, SYSTEM, Actor, may_send
+from writemodel.handlers import HANDLERS
 from writemodel.service import CommandOutcome, CommandService
 
 
@@ -44,8 +47,8 @@ class Shop:
         self.service = service
         self.store = store
 
-    async def run(self, command: c.Command) -> CommandOutcome:
-        return await self.service.execute(command, correlation_id="test")
+    async def run(self, command: c.Command, actor: Actor = SYSTEM) -> CommandOutcome:
+        return await self.service.execute(command, correlation_id="test", actor=actor)
 
     async def product(
         self,
@@ -77,11 +80,11 @@ class Shop:
         outcome = await self.run(c.PlaceOrder(customer_id=customer_id, lines=requests))
         return str(outcome.snapshot["id"])
 
-    async def refused(self, command: c.Command) -> DomainError:
+    async def refused(self, command: c.Command, actor: Actor = SYSTEM) -> DomainError:
         """Runs a command that must fail, and checks that it wrote nothing at all."""
         before = self.store.state()
         with pytest.raises(DomainError) as caught:
-            await self.run(command)
+            await self.run(command, actor)
         assert self.store.state() == before
         return caught.value
 
@@ -1047,3 +1050,258 @@ async def test_initial_stock_out_of_range_names_initial_stock(shop: Shop) -> Non
     )
 
     assert (error.code, error.field) == ("QUANTITY_NOT_POSITIVE", "initialStock")
+
+
+# --- who may change what (writemodel/access.py) ---
+
+STAFF = Actor("staff", subject="staff-1", issuer="tests")
+ADMIN = Actor("admin", subject="admin-1", issuer="tests")
+NOBODY = Actor("anonymous")
+
+
+def as_customer(customer_id: str | None, subject: str = "ada") -> Actor:
+    return Actor("customer", subject=subject, issuer="tests", customer_id=customer_id)
+
+
+# One command of each kind, aimed at ids that need not exist: the role check
+# comes before any lookup.
+ONE_OF_EACH: list[c.Command] = [
+    c.CreateProduct(sku="X-1", name="X", price=1, currency="EUR"),
+    c.UpdateProduct(product_id="p", name="Y"),
+    c.ChangePrice(product_id="p", price=2),
+    c.DiscontinueProduct(product_id="p"),
+    c.ReceiveStock(product_id="p", quantity=1),
+    c.AdjustStock(product_id="p", on_hand=1, reason="count"),
+    c.RegisterCustomer(email="x@example.com", name="X"),
+    c.EraseCustomer(customer_id="cu"),
+    c.PlaceOrder(customer_id="cu", lines=(c.OrderLineRequest("X-1", 1),)),
+    c.PayOrder(order_id="o"),
+    c.ShipOrder(order_id="o"),
+    c.CancelOrder(order_id="o"),
+]
+STAFF_ONLY = [
+    cmd
+    for cmd in ONE_OF_EACH
+    if not isinstance(cmd, c.RegisterCustomer | c.EraseCustomer | c.PlaceOrder | c.CancelOrder)
+]
+
+
+def _name(command: c.Command) -> str:
+    return type(command).__name__
+
+
+def test_every_command_has_an_entry_in_the_access_table() -> None:
+    assert set(MAY_SEND) == set(HANDLERS) == {type(cmd) for cmd in ONE_OF_EACH}
+
+
+@pytest.mark.parametrize("command", ONE_OF_EACH, ids=_name)
+@pytest.mark.parametrize("actor", [NOBODY, Actor("superuser", subject="eve"), Actor("")], ids=repr)
+async def test_an_anonymous_caller_or_an_unknown_role_may_send_no_command(
+    shop: Shop, command: c.Command, actor: Actor
+) -> None:
+    error = await shop.refused(command, actor)
+
+    assert isinstance(error, Forbidden)
+    assert error.code == "FORBIDDEN"
+
+
+@pytest.mark.parametrize("command", STAFF_ONLY, ids=_name)
+async def test_a_customer_may_not_change_the_catalog_stock_or_pay_and_ship(
+    shop: Shop, command: c.Command
+) -> None:
+    error = await shop.refused(command, as_customer("cu"))
+
+    assert error.code == "FORBIDDEN"
+
+
+async def test_a_command_with_no_entry_in_the_table_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Unlisted(c.Command):
+        pass
+
+    with pytest.raises(Forbidden):
+        may_send(SYSTEM, Unlisted())
+
+
+async def test_a_customer_places_an_order_for_themself(shop: Shop, store: FakeStore) -> None:
+    await shop.product("MUG-1")
+    ada = await shop.customer()
+
+    outcome = await shop.run(
+        c.PlaceOrder(customer_id=ada, lines=(c.OrderLineRequest("MUG-1", 1),)), as_customer(ada)
+    )
+
+    assert outcome.snapshot["customer_id"] == ada
+
+
+async def test_a_customer_may_not_place_an_order_for_another(shop: Shop, store: FakeStore) -> None:
+    product = await shop.product("MUG-1")
+    ada = await shop.customer()
+    bob = await shop.customer("bob@example.com")
+
+    error = await shop.refused(
+        c.PlaceOrder(customer_id=ada, lines=(c.OrderLineRequest("MUG-1", 1),)), as_customer(bob)
+    )
+
+    assert isinstance(error, Forbidden)
+    assert error.field == "customerId"
+    assert store.stocks[product].reserved == 0
+
+
+async def test_staff_place_an_order_for_any_customer(shop: Shop) -> None:
+    await shop.product("MUG-1")
+    ada = await shop.customer()
+
+    outcome = await shop.run(
+        c.PlaceOrder(customer_id=ada, lines=(c.OrderLineRequest("MUG-1", 1),)), STAFF
+    )
+
+    assert outcome.snapshot["customer_id"] == ada
+
+
+async def test_a_customer_cancels_their_own_unpaid_order_and_its_stock_is_released(
+    shop: Shop, store: FakeStore
+) -> None:
+    product = await shop.product("MUG-1")
+    ada = await shop.customer()
+    order = await shop.order(ada, ("MUG-1", 2))
+
+    outcome = await shop.run(c.CancelOrder(order_id=order), as_customer(ada))
+
+    assert outcome.snapshot["status"] == "cancelled"
+    assert store.stocks[product].reserved == 0
+
+
+async def test_a_customer_may_not_cancel_another_customers_order(shop: Shop) -> None:
+    await shop.product("MUG-1")
+    ada = await shop.customer()
+    bob = await shop.customer("bob@example.com")
+    order = await shop.order(ada, ("MUG-1", 1))
+
+    error = await shop.refused(c.CancelOrder(order_id=order), as_customer(bob))
+
+    assert isinstance(error, Forbidden)
+    assert error.field == "orderId"
+
+
+async def test_a_customer_hears_forbidden_for_an_order_that_does_not_exist_so_ids_cannot_be_probed(
+    shop: Shop,
+) -> None:
+    ada = await shop.customer()
+
+    missing = await shop.refused(c.CancelOrder(order_id="no-such-order"), as_customer(ada))
+    staff_missing = await shop.refused(c.CancelOrder(order_id="no-such-order"), STAFF)
+
+    assert (missing.code, missing.field) == ("FORBIDDEN", "orderId")
+    assert isinstance(staff_missing, NotFound)
+
+
+@pytest.mark.parametrize("paid", ["pay", "pay and ship"])
+async def test_a_customer_may_not_cancel_their_own_paid_order_but_staff_may(
+    shop: Shop, paid: str
+) -> None:
+    await shop.product("MUG-1")
+    ada = await shop.customer()
+    order = await shop.order(ada, ("MUG-1", 1))
+    await shop.run(c.PayOrder(order_id=order), STAFF)
+    if paid == "pay and ship":
+        await shop.run(c.ShipOrder(order_id=order), STAFF)
+
+    error = await shop.refused(c.CancelOrder(order_id=order), as_customer(ada))
+
+    assert (error.code, error.field) == ("FORBIDDEN", "orderId")
+    if paid == "pay":
+        outcome = await shop.run(c.CancelOrder(order_id=order), STAFF)
+        assert outcome.snapshot["status"] == "cancelled"
+
+
+async def test_a_customer_erases_themself_and_the_erasure_names_them_in_the_audit(
+    shop: Shop, store: FakeStore
+) -> None:
+    ada = await shop.customer()
+
+    outcome = await shop.run(c.EraseCustomer(customer_id=ada), as_customer(ada, "ada-sub"))
+
+    assert outcome.snapshot["email"] is None
+    erased = store.outbox[-1]
+    assert (erased.event_type, erased.aggregate_id) == ("CustomerErased", ada)
+    assert (erased.actor_role, erased.actor_subject) == ("customer", "ada-sub")
+    # The fact of each event stays; the registration's email and name do not.
+    mine = [(e.event_type, e.payload) for e in store.outbox if e.aggregate_id == ada]
+    assert mine == [("CustomerRegistered", {}), ("CustomerErased", {})]
+
+
+async def test_a_customer_may_not_erase_another(shop: Shop, store: FakeStore) -> None:
+    ada = await shop.customer()
+    bob = await shop.customer("bob@example.com")
+
+    error = await shop.refused(c.EraseCustomer(customer_id=ada), as_customer(bob))
+
+    assert (error.code, error.field) == ("FORBIDDEN", "customerId")
+    assert store.customers[ada].erased is False
+
+
+async def test_staff_may_not_erase_a_customer_but_an_admin_may(
+    shop: Shop, store: FakeStore
+) -> None:
+    ada = await shop.customer()
+
+    error = await shop.refused(c.EraseCustomer(customer_id=ada), STAFF)
+    await shop.run(c.EraseCustomer(customer_id=ada), ADMIN)
+
+    assert error.code == "FORBIDDEN"
+    assert store.customers[ada].erased is True
+
+
+async def test_a_customer_registers_under_the_id_their_token_carries(
+    shop: Shop, store: FakeStore
+) -> None:
+    outcome = await shop.run(
+        c.RegisterCustomer(email="ada@example.com", name="Ada"), as_customer("ada-id")
+    )
+
+    assert outcome.snapshot["id"] == "ada-id"
+    assert store.customers["ada-id"].email == "ada@example.com"
+
+
+async def test_a_customer_registers_once_whatever_email_they_send_again(
+    shop: Shop, store: FakeStore
+) -> None:
+    await shop.run(c.RegisterCustomer(email="ada@example.com", name="Ada"), as_customer("ada-id"))
+
+    error = await shop.refused(
+        c.RegisterCustomer(email="other@example.com", name="Ada"), as_customer("ada-id")
+    )
+
+    assert isinstance(error, AlreadyExists)
+    assert error.code == "ALREADY_REGISTERED"
+    assert len(store.customers) == 1
+
+
+async def test_a_customer_whose_token_names_no_customer_cannot_register(shop: Shop) -> None:
+    error = await shop.refused(
+        c.RegisterCustomer(email="ada@example.com", name="Ada"), as_customer(None)
+    )
+
+    assert error.code == "FORBIDDEN"
+
+
+async def test_staff_register_anyone_under_a_new_id(shop: Shop) -> None:
+    first = await shop.run(c.RegisterCustomer(email="a@example.com", name="A"), STAFF)
+    second = await shop.run(c.RegisterCustomer(email="b@example.com", name="B"), STAFF)
+
+    assert first.snapshot["id"] != second.snapshot["id"]
+
+
+@pytest.mark.parametrize("actor", [STAFF, ADMIN, SYSTEM], ids=repr)
+async def test_every_event_of_a_command_is_stored_with_its_actor(
+    shop: Shop, store: FakeStore, actor: Actor
+) -> None:
+    product = await shop.product("MUG-1")
+    since = store.head
+
+    await shop.run(c.ChangePrice(product_id=product, price=1234), actor)
+
+    changed = [e for e in store.outbox if e.position > since]
+    assert [e.event_type for e in changed] == ["PriceChanged"]
+    assert {(e.actor_role, e.actor_subject) for e in changed} == {(actor.role, actor.subject)}

@@ -15,6 +15,7 @@ from sqlalchemy import exc as sa_exc
 
 from domain import commands as c
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
+from writemodel.access import SYSTEM
 from writemodel.database import fault_kind
 from writemodel.service import CommandService
 from writemodel.unit_of_work import (
@@ -92,7 +93,8 @@ def service(store: FakeStore) -> CommandService:
 @pytest.fixture
 async def product_id(service: CommandService) -> str:
     outcome = await service.execute(
-        c.CreateProduct(sku="A", name="A", price=100, currency="EUR", initial_stock=10)
+        c.CreateProduct(sku="A", name="A", price=100, currency="EUR", initial_stock=10),
+        actor=SYSTEM,
     )
     return str(outcome.snapshot["id"])
 
@@ -112,7 +114,7 @@ async def test_an_unavailable_database_is_not_retried_and_nothing_is_written(
     state = store.state()
 
     with pytest.raises(WriteDatabaseUnavailable):
-        await service.execute(c.ReceiveStock(product_id, 5))
+        await service.execute(c.ReceiveStock(product_id, 5), actor=SYSTEM)
 
     assert attempts == 1
     assert store.state() == state
@@ -142,7 +144,7 @@ async def test_a_retry_by_key_that_cannot_reach_the_database_still_says_the_outc
 
     try:
         with pytest.raises(CommitOutcomeUnknown):
-            await service.execute(c.ReceiveStock(product_id, 5), idempotency_key="k1")
+            await service.execute(c.ReceiveStock(product_id, 5), idempotency_key="k1", actor=SYSTEM)
     finally:
         DownAfterTheFirstCommit.down = False
 
@@ -162,7 +164,7 @@ async def test_a_command_that_keeps_losing_to_deadlocks_ends_as_unavailable(
     state = store.state()
 
     with pytest.raises(WriteDatabaseUnavailable):
-        await service.execute(c.ReceiveStock(product_id, 5))
+        await service.execute(c.ReceiveStock(product_id, 5), actor=SYSTEM)
 
     assert store.state() == state
 
@@ -192,7 +194,9 @@ async def test_a_retry_by_key_that_finds_another_dead_connection_still_settles_b
 
     store.after_next_commit(lose_the_answer)
 
-    outcome = await service.execute(c.ReceiveStock(product_id, 5), idempotency_key="k1")
+    outcome = await service.execute(
+        c.ReceiveStock(product_id, 5), idempotency_key="k1", actor=SYSTEM
+    )
 
     assert outcome.replayed is True  # the first did commit, and the key said so
     assert store.stocks[product_id].on_hand == 15
