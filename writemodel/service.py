@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.commands import Command
-from domain.errors import ConcurrencyConflict, DomainError
+from domain.errors import ConcurrencyConflict, DomainError, InvalidInput
 from writemodel.access import Actor, may_send
 from writemodel.handlers import HANDLERS, Context, Handler
 from writemodel.unit_of_work import (
@@ -112,6 +112,7 @@ class CommandService:
         # Set once a COMMIT went unanswered: from then on, whatever stops the retries
         # by key, the caller must hear that the command may have been applied.
         unanswered: CommitOutcomeUnknown | None = None
+        rechecked = False
         while True:
             attempt += 1
             try:
@@ -171,6 +172,14 @@ class CommandService:
                 if not idempotency_key or reconnects > self.max_reconnects:
                     raise
                 log.warning("retrying %s by its idempotency key: its commit went unanswered", name)
+            except DomainError as refused:
+                # A rule the state decides (an email taken, stock gone) refused the
+                # command, and a request with the same key may have committed since
+                # this one's recall found nothing: the race with itself. Looking once
+                # more replays that result instead of refusing the client's own write.
+                if not idempotency_key or rechecked or isinstance(refused, InvalidInput):
+                    raise
+                rechecked = True
 
     async def _attempt(
         self,

@@ -4,7 +4,7 @@ and request hashes."""
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -14,7 +14,7 @@ from domain.stock import InsufficientStock
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
 from writemodel.access import SYSTEM, Actor
 from writemodel.service import CommandService, IdempotencyKeyReused, request_hash
-from writemodel.unit_of_work import CommitOutcomeUnknown, ConnectionLost
+from writemodel.unit_of_work import CommitOutcomeUnknown, ConnectionLost, Remembered
 
 TTL = timedelta(hours=24)
 
@@ -315,8 +315,51 @@ async def test_a_taken_sku_refused_at_commit_does_not_use_up_its_key(
         await service.execute(taken, idempotency_key="k1", actor=SYSTEM)
 
     assert (caught.value.code, caught.value.field) == ("SKU_TAKEN", "sku")
-    assert "k1" not in store.idempotency_keys
+    assert not any(key == "k1" for _scope, key in store.idempotency_keys)
     assert len(store.products) == 1
+
+
+async def test_a_request_refused_because_its_twin_committed_first_replays_the_twin(
+    store: FakeStore, clock: FakeClock
+) -> None:
+    """The twin (same key, same input) commits after this request's recall found no
+    key and before its own check: the email is taken, by the client's own write."""
+    register = c.RegisterCustomer(email="zoe@example.com", name="Zoe")
+    twin_ran = False
+
+    class TwinCommitsAfterRecall(FakeUnitOfWork):
+        async def recall(self, scope: str, key: str, now: datetime) -> Remembered | None:
+            nonlocal twin_ran
+            found = await super().recall(scope, key, now)
+            if not twin_ran:
+                twin_ran = True
+                await service.execute(register, idempotency_key="k1", actor=SYSTEM)
+            return found
+
+    service = CommandService(
+        lambda: TwinCommitsAfterRecall(store), clock=clock, new_id=sequential_ids()
+    )
+
+    outcome = await service.execute(register, idempotency_key="k1", actor=SYSTEM)
+
+    assert twin_ran
+    assert outcome.replayed is True
+    assert len(store.customers) == 1
+
+
+async def test_a_refusal_with_a_key_and_no_twin_is_still_a_refusal(
+    service: CommandService, store: FakeStore
+) -> None:
+    await service.execute(c.RegisterCustomer(email="zoe@example.com", name="Zoe"), actor=SYSTEM)
+
+    with pytest.raises(AlreadyExists):
+        await service.execute(
+            c.RegisterCustomer(email="zoe@example.com", name="Other"),
+            idempotency_key="k2",
+            actor=SYSTEM,
+        )
+
+    assert len(store.customers) == 1
 
 
 # --- retries after a lost connection ---
