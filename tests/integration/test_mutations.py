@@ -10,6 +10,7 @@ import pytest
 from api.bootstrap import Bicameral
 from api.context import Context
 from api.schema import build_schema
+from tests.identities import ADMIN
 from writemodel import outbox
 
 SCHEMA = build_schema()
@@ -32,7 +33,7 @@ class Session:
         result = await SCHEMA.execute(
             query,
             variable_values={"input": input},
-            context_value=Context(app=self.app, request=None),
+            context_value=Context(app=self.app, request=None, identity=ADMIN),
         )
         assert result.errors is None, result.errors
         assert result.data is not None

@@ -20,6 +20,7 @@ from api.bootstrap import Bicameral, build
 from api.context import Context
 from api.schema import build_schema
 from api.settings import Settings
+from tests.identities import ADMIN
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -65,7 +66,9 @@ def schema() -> strawberry.Schema:
 
 async def execute(schema: strawberry.Schema, app: Bicameral, query: str, **variables: Any) -> Any:
     result = await schema.execute(
-        query, variable_values=variables, context_value=Context(app=app, request=None)
+        query,
+        variable_values=variables,
+        context_value=Context(app=app, request=None, identity=ADMIN),
     )
     assert result.errors is None, result.errors
     return result

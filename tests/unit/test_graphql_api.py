@@ -15,6 +15,7 @@ from api.context import Context
 from api.mutations._command import MAX_KEY_LENGTH
 from api.schema import LIMITS, build_schema
 from api.settings import Settings
+from tests.identities import ADMIN
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
 from writemodel.service import CommandService
 from writemodel.unit_of_work import CommitOutcomeUnknown, ConnectionLost
@@ -62,7 +63,7 @@ async def run(
     variables: dict[str, Any] | None = None,
     schema: strawberry.Schema = SCHEMA,
 ) -> ExecutionResult:
-    context = Context(app=app, request=None)  # type: ignore[arg-type]
+    context = Context(app=app, request=None, identity=ADMIN)  # type: ignore[arg-type]
     return await schema.execute(query, variable_values=variables, context_value=context)
 
 
