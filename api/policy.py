@@ -173,7 +173,7 @@ def rule(info: Any) -> Rule:
     The extension has already refused callers without one; asking again keeps
     a resolver safe when it is run without the extension (a schema built
     without it), and costs a dictionary lookup."""
-    return check(_identity(info.context), info.parent_type.name, info.field_name)
+    return check(_identity(info.context), info.path.typename or "", info.field_name)
 
 
 def scope(info: Any) -> Scope:
