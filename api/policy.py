@@ -201,20 +201,17 @@ def _scope(identity: Identity, found: Rule) -> Scope:
     return Scope(customer_id=identity.customer_id or "")
 
 
-_ROOTS = {
-    OperationType.QUERY: "Query",
-    OperationType.MUTATION: "Mutation",
-    OperationType.SUBSCRIPTION: "Subscription",
-}
+_ROOTS = {"query": "Query", "mutation": "Mutation", "subscription": "Subscription"}
 
 
-def root_fields(document: DocumentNode, operation_name: str | None) -> list[str]:
-    """The root fields an operation selects, through fragments and inline
-    fragments; introspection's own fields are left out (they are not in the
-    table: the schema's shape is public, or off in production)."""
+def root_fields(document: DocumentNode, operation_name: str | None) -> tuple[str, list[str]]:
+    """The root type an operation runs on and the root fields it selects, through
+    fragments and inline fragments; introspection's own fields are left out
+    (they are not in the table: the schema's shape is public, or off in
+    production)."""
     operation = get_operation_ast(document, operation_name)
     if operation is None:
-        return []
+        return "", []
     fragments = {
         d.name.value: d.selection_set
         for d in document.definitions
@@ -238,7 +235,7 @@ def root_fields(document: DocumentNode, operation_name: str | None) -> list[str]
                     walk(fragments[spread])
 
     walk(operation.selection_set)
-    return names
+    return _ROOTS[operation.operation.value], names
 
 
 class Policy(SchemaExtension):
@@ -255,9 +252,9 @@ class Policy(SchemaExtension):
         document = execution.graphql_document
         if document is None or execution.result is not None:
             return  # refused already (the budget), or nothing to run
-        root = _ROOTS[execution.operation_type]
+        root, fields = root_fields(document, execution.operation_name)
         identity = _identity(execution.context)
-        for field in root_fields(document, execution.operation_name):
+        for field in fields:
             if allowed(identity, root, field) is None:
                 self._refuse(Refused(identity, root, field))
                 return

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from graphql import GraphQLObjectType, build_schema, parse
 
+from api.context import Context
 from api.identity import ANONYMOUS, Identity, Role
 from api.policy import POLICY, Refused, Rule, allowed, check, markdown_table, root_fields
+from api.schema import build_schema as build_graphql_schema
 from readmodel.queries import (
     MATCH_NONE,
     OrderFilter,
@@ -98,7 +100,7 @@ def test_root_fields_are_found_through_fragments_and_introspection_is_left_out()
         "query Q { __typename ...F ... on Query { orders { totalCount } } }"
         " fragment F on Query { products { totalCount } ...F }"
     )
-    assert root_fields(document, "Q") == ["products", "orders"]
+    assert root_fields(document, "Q") == ("Query", ["products", "orders"])
 
 
 def test_a_customers_order_search_carries_their_id_and_ands_with_theirs() -> None:
@@ -139,4 +141,31 @@ def test_a_lookup_by_id_or_sku_carries_the_scope() -> None:
     assert product_by_sku("K-1", Scope(active_only=True))["query"]["bool"]["filter"] == [
         {"term": {"sku": "K-1"}},
         {"term": {"status": "active"}},
+    ]
+
+
+async def test_an_operation_with_one_refused_root_field_runs_none_of_them() -> None:
+    schema = build_graphql_schema()
+    # Refused before any resolver runs: no app is needed to answer it.
+    result = await schema.execute(
+        "{ products { totalCount } ...Mine } fragment Mine on Query { orders { totalCount } }",
+        context_value=Context(app=None, request=None),  # type: ignore[arg-type]
+    )
+
+    assert result.data is None
+    assert [e.extensions for e in result.errors or ()] == [
+        {"code": "UNAUTHENTICATED", "field": "orders"}
+    ]
+
+
+async def test_a_refused_subscription_answers_its_one_error() -> None:
+    stream = await build_graphql_schema().subscribe(
+        'subscription { changes(after: "0") { id } }',
+        context_value=Context(app=None, request=None, identity=customer("c-1")),  # type: ignore[arg-type]
+    )
+    results = [result async for result in stream]  # type: ignore[union-attr]
+
+    assert len(results) == 1
+    assert [e.extensions for e in results[0].errors or ()] == [
+        {"code": "FORBIDDEN", "field": "changes"}
     ]
