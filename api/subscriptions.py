@@ -23,7 +23,6 @@ import strawberry
 
 from api.context import Context
 from api.extensions import UserError
-from api.identity import Role
 from api.policy import Refused, rule, scope, scope_of
 from api.types import Customer, Order, Product
 from readmodel.notifications import Change, SubscriberFellBehind
@@ -232,10 +231,10 @@ class Subscription:
 def _someone_elses(info: Info, customer_id: str) -> Refused | None:
     """A customer asking to follow another customer's orders is refused up front
     (FORBIDDEN), whether that customer exists or not: nothing is probed."""
-    identity = info.context.identity
-    if identity.role is Role.CUSTOMER and identity.customer_id != customer_id:
+    own = scope(info).customer_id
+    if own is not None and own != customer_id:
         return Refused(
-            identity,
+            info.context.identity,
             "Subscription",
             "ordersOfCustomer",
             message="a customer may follow only their own orders",
