@@ -33,10 +33,10 @@ from typing import Any
 from graphql import (
     DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
-    OperationDefinitionNode,
     SelectionSetNode,
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
@@ -215,7 +215,7 @@ def root_fields(document: DocumentNode, operation_name: str | None) -> tuple[str
     fragments = {
         d.name.value: d.selection_set
         for d in document.definitions
-        if not isinstance(d, OperationDefinitionNode) and hasattr(d, "selection_set")
+        if isinstance(d, FragmentDefinitionNode)
     }
     names: list[str] = []
     seen: set[str] = set()
@@ -286,6 +286,6 @@ def markdown_table() -> str:
         "|---|" + "---|" * len(roles),
     ]
     for (root, field), entry in POLICY.items():
-        cells = [(rule.value if (rule := entry.rule_for(r)) else "no") for r in roles]
+        cells = [(found.value if (found := entry.rule_for(r)) else "no") for r in roles]
         lines.append(f"| {root}.{field} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

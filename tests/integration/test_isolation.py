@@ -238,6 +238,6 @@ async def first(
     assert isinstance(stream, AsyncIterator)
     try:
         async with asyncio.timeout(deadline):
-            return await anext(stream)  # type: ignore[no-any-return]
+            return await anext(stream)
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()

@@ -142,7 +142,7 @@ async def first_result(stream: Any) -> ExecutionResult:
         # A generous deadline, to fail rather than hang: every allowed
         # subscription here has a change to replay at once.
         async with asyncio.timeout(30):
-            return await anext(stream)  # type: ignore[no-any-return]
+            return await anext(stream)
     finally:
         await stream.aclose()
 

@@ -163,7 +163,7 @@ async def test_a_refused_subscription_answers_its_one_error() -> None:
         'subscription { changes(after: "0") { id } }',
         context_value=Context(app=None, request=None, identity=customer("c-1")),  # type: ignore[arg-type]
     )
-    results = [result async for result in stream]  # type: ignore[union-attr]
+    results = [result async for result in stream]
 
     assert len(results) == 1
     assert [e.extensions for e in results[0].errors or ()] == [
