@@ -9,7 +9,16 @@ from graphql import GraphQLObjectType, build_schema, parse
 
 from api.context import Context
 from api.identity import ANONYMOUS, Identity, Role
-from api.policy import POLICY, Refused, Rule, allowed, check, markdown_table, root_fields
+from api.policy import (
+    POLICY,
+    Refused,
+    Rule,
+    allowed,
+    check,
+    markdown_table,
+    root_fields,
+    sees_contact_details,
+)
 from api.schema import build_schema as build_graphql_schema
 from readmodel.queries import (
     MATCH_NONE,
@@ -169,3 +178,20 @@ async def test_a_refused_subscription_answers_its_one_error() -> None:
     assert [e.extensions for e in results[0].errors or ()] == [
         {"code": "FORBIDDEN", "field": "changes"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("identity", "sees"),
+    [
+        (ANONYMOUS, False),
+        (customer("c-2"), False),
+        (customer("c-1"), True),
+        (STAFF, True),
+        (ADMIN, True),
+    ],
+)
+def test_an_email_is_shown_to_its_customer_and_to_staff_only(
+    identity: Identity, sees: bool
+) -> None:
+    context = Context(app=None, request=None, identity=identity)  # type: ignore[arg-type]
+    assert sees_contact_details(context, "c-1") is sees
