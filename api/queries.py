@@ -17,6 +17,7 @@ from api.connections import (
 )
 from api.context import Context
 from api.extensions import UserError
+from api.policy import scope
 from api.types import Customer, Long, Order, OrderStatus, Product, ProductStatus
 from readmodel.queries import (
     InvalidQuery,
@@ -173,10 +174,11 @@ class Query:
             raise UserError("give exactly one of id and sku", argument="id")
         await _consistent(info, consistency_token, ["products"])
         reader = info.context.app.reader
+        rows = scope(info)
         if id is not None:
-            doc = await reader.get("products", str(id))
+            doc = await reader.get("products", str(id), rows)
         else:
-            doc = await reader.product_by_sku(sku or "")
+            doc = await reader.product_by_sku(sku or "", rows)
         return None if doc is None else Product.from_document(doc)
 
     @strawberry.field(description="Search and browse products; a Relay-style connection.")
@@ -200,6 +202,7 @@ class Query:
                 first=first,
                 after=after,
                 facets=wants_facets,
+                scope=scope(info),
             )
         return ProductConnection.from_page(page)
 
@@ -208,7 +211,7 @@ class Query:
         self, info: Info, prefix: str, first: int = 10
     ) -> list[ProductSuggestion]:
         with _arguments_checked():
-            docs = await info.context.app.reader.suggest_products(prefix, first)
+            docs = await info.context.app.reader.suggest_products(prefix, first, scope(info))
         return [
             ProductSuggestion(id=strawberry.ID(d["id"]), sku=d["sku"], name=d["name"]) for d in docs
         ]
@@ -221,7 +224,7 @@ class Query:
         consistency_token: ConsistencyToken = None,
     ) -> Order | None:
         await _consistent(info, consistency_token, ["orders"])
-        doc = await info.context.app.reader.get("orders", str(id))
+        doc = await info.context.app.reader.get("orders", str(id), scope(info))
         return None if doc is None else Order.from_document(doc)
 
     @strawberry.field(description="Orders, newest first by default; a Relay-style connection.")
@@ -237,7 +240,11 @@ class Query:
         await _consistent(info, consistency_token, ["orders"])
         with _arguments_checked():
             page = await info.context.app.reader.orders(
-                filter=filter.to_filter() if filter else None, sort=sort, first=first, after=after
+                filter=filter.to_filter() if filter else None,
+                sort=sort,
+                first=first,
+                after=after,
+                scope=scope(info),
             )
         return OrderConnection.from_page(page)
 
@@ -252,7 +259,9 @@ class Query:
     ) -> CustomerConnection:
         await _consistent(info, consistency_token, ["customers"])
         with _arguments_checked():
-            page = await info.context.app.reader.customers(search=search, first=first, after=after)
+            page = await info.context.app.reader.customers(
+                search=search, first=first, after=after, scope=scope(info)
+            )
         return CustomerConnection.from_page(page)
 
     @strawberry.field(description="One customer by id, with lifetime figures.")
@@ -263,11 +272,12 @@ class Query:
         consistency_token: ConsistencyToken = None,
     ) -> Customer | None:
         await _consistent(info, consistency_token, ["customers"])
-        doc = await info.context.app.reader.get("customers", str(id))
+        doc = await info.context.app.reader.get("customers", str(id), scope(info))
         return None if doc is None else Customer.from_document(doc)
 
     @strawberry.field(description="Where each read model is, against the write side's head.")
     async def read_model(self, info: Info) -> ReadModelStatus:
+        scope(info)  # staff's only; the policy extension refused everyone else
         app = info.context.app
         lags = await app.lag()
         return ReadModelStatus(

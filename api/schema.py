@@ -39,6 +39,7 @@ from api.mutations.receive_stock import receive_stock
 from api.mutations.register_customer import register_customer
 from api.mutations.ship_order import ship_order
 from api.mutations.update_product import update_product
+from api.policy import Policy
 from api.queries import Query
 from api.settings import Settings
 from api.subscriptions import Subscription
@@ -182,6 +183,9 @@ def build_schema(
         lambda: MaskInternalErrors(mask=mask_errors),
         ConsistencyReport,
         lambda: CostReport(max_cost=LIMITS["max_cost"]),
+        # Deny by default: a caller the policy table does not let use every root
+        # field of the operation gets none of it (api/policy.py).
+        Policy,
         # Spends the cost from the client's bucket, or refuses (api/budget.py).
         lambda: QueryBudget(shared),
     ]

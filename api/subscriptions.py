@@ -4,11 +4,18 @@ Each notification's `position` is a consistency token (a query given it sees
 the change) and a resume point (`after:` on any subscription replays what
 came after it from the write side's outbox, then continues live, with no gap
 and no duplicate at the seam).
+
+Each subscriber gets only what the policy table (api/policy.py) lets its
+caller read, decided change by change at delivery: a customer's order changes
+only for their own orders, a product's only while the read model shows it
+active to a caller who may see active products only. The objects nested in a
+notification obey the row rule of the query that reads them (`product` as
+`Query.product`, and so on), so no notification is a way around it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from enum import Enum
 from typing import Annotated
 
@@ -16,6 +23,7 @@ import strawberry
 
 from api.context import Context
 from api.extensions import UserError
+from api.policy import Refused, rule, scope, scope_of
 from api.types import Customer, Order, Product
 from readmodel.notifications import Change, SubscriberFellBehind
 from readmodel.queries import InvalidQuery, position, stored_id
@@ -49,21 +57,21 @@ class ChangeNotification:
     async def product(self, info: Info) -> Product | None:
         if self.entity_type is not EntityType.PRODUCT:
             return None
-        doc = await info.context.app.reader.get("products", str(self.id))
+        doc = await _read(info, "products", "product", str(self.id))
         return None if doc is None else Product.from_document(doc)
 
     @strawberry.field(description="The order as the read side has it now (ORDER only).")
     async def order(self, info: Info) -> Order | None:
         if self.entity_type is not EntityType.ORDER:
             return None
-        doc = await info.context.app.reader.get("orders", str(self.id))
+        doc = await _read(info, "orders", "order", str(self.id))
         return None if doc is None else Order.from_document(doc)
 
     @strawberry.field(description="The customer as the read side has it now (CUSTOMER only).")
     async def customer(self, info: Info) -> Customer | None:
         if self.entity_type is not EntityType.CUSTOMER:
             return None
-        doc = await info.context.app.reader.get("customers", str(self.id))
+        doc = await _read(info, "customers", "customer", str(self.id))
         return None if doc is None else Customer.from_document(doc)
 
     @classmethod
@@ -75,6 +83,15 @@ class ChangeNotification:
             position=str(change.position),
             kind=change.kind,
         )
+
+
+async def _read(info: Info, index: str, field: str, key: str) -> dict[str, object] | None:
+    """A notification's object, within the rows the query reading it would
+    reach for this caller; null where that query would refuse the caller."""
+    rows = scope_of(info.context, "Query", field)
+    if rows is None:
+        return None
+    return await info.context.app.reader.get(index, key, rows)
 
 
 _AFTER_HELP = (
@@ -107,21 +124,30 @@ def _id(value: str, argument: str) -> str:
     return key
 
 
+# Whether a change may be delivered to this subscriber, asked at delivery.
+Visible = Callable[[Change], Awaitable[bool]]
+
+
 async def _notifications(
     info: Info,
     accept: Callable[[Change], bool],
     after: str | None,
     ids: dict[str, str] | None = None,
+    visible: Visible | None = None,
+    refused: Refused | None = None,
 ) -> AsyncGenerator[ChangeNotification, None]:
     # Checked inside the generator, as `after` is: the refusal then reaches the
     # client as the subscription's error, on either WebSocket protocol.
+    if refused is not None:
+        raise refused
     for argument, value in (ids or {}).items():
         _id(value, argument)
     start = _position(after)
     hub = info.context.app.hub
     try:
         async for change in hub.subscribe(accept, start):
-            yield ChangeNotification.of(change)
+            if visible is None or await visible(change):
+                yield ChangeNotification.of(change)
     except SubscriberFellBehind as behind:
         raise UserError(str(behind), code="SUBSCRIBER_FELL_BEHIND", argument="after") from None
 
@@ -130,14 +156,41 @@ def _one(entity_type: str, key: str) -> Callable[[Change], bool]:
     return lambda change: change.entity_type == entity_type and change.id == key
 
 
+def _owned(info: Info) -> Callable[[Change], bool]:
+    """Order changes the caller may follow: a customer's own (the hub knows each
+    order's customer), everyone's for staff."""
+    rows = scope(info)
+    if rows.customer_id is None:
+        return lambda change: True
+    owner = rows.customer_id
+    return lambda change: bool(owner) and change.customer_id == owner
+
+
+def _while_visible(info: Info) -> Visible | None:
+    """For a caller who sees active products only: a product's change is
+    delivered while the read model shows the product active (it has the change
+    by then), so a draft's or a discontinued product's changes stay unseen."""
+    rows = scope(info)
+    if not rows.active_only:
+        return None
+    reader = info.context.app.reader
+
+    async def visible(change: Change) -> bool:
+        return await reader.get("products", change.id, rows) is not None
+
+    return visible
+
+
 @strawberry.type
 class Subscription:
     # Plain functions handing back the notifications' async generator: strawberry
-    # iterates whatever a subscription resolver returns.
+    # iterates whatever a subscription resolver returns. Each asks the policy for
+    # its caller's rule first (the Policy extension refused callers without one).
     @strawberry.subscription(description="Every change of the chosen kinds, in position order.")
     def changes(
         self, info: Info, types: list[EntityType] | None = None, after: After = None
     ) -> AsyncGenerator[ChangeNotification, None]:
+        rule(info)  # staff's only: the whole feed names every customer's orders
         wanted = {t.value for t in types or EntityType}
         return _notifications(info, lambda change: change.entity_type in wanted, after)
 
@@ -145,22 +198,45 @@ class Subscription:
     def product_changed(
         self, info: Info, id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[ChangeNotification, None]:
-        return _notifications(info, _one("Product", str(id)), after, {"id": str(id)})
+        return _notifications(
+            info, _one("Product", str(id)), after, {"id": str(id)}, _while_visible(info)
+        )
 
     @strawberry.subscription(description="Changes to one order.")
     def order_changed(
         self, info: Info, id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[ChangeNotification, None]:
-        return _notifications(info, _one("Order", str(id)), after, {"id": str(id)})
+        one, owned = _one("Order", str(id)), _owned(info)
+        return _notifications(
+            info, lambda change: one(change) and owned(change), after, {"id": str(id)}
+        )
 
     @strawberry.subscription(description="Changes to any order of one customer.")
     def orders_of_customer(
         self, info: Info, customer_id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[ChangeNotification, None]:
         key = str(customer_id)
+        owned = _owned(info)
         return _notifications(
             info,
-            lambda change: change.entity_type == "Order" and change.customer_id == key,
+            lambda change: (
+                change.entity_type == "Order" and change.customer_id == key and owned(change)
+            ),
             after,
             {"customerId": key},
+            refused=_someone_elses(info, key),
         )
+
+
+def _someone_elses(info: Info, customer_id: str) -> Refused | None:
+    """A customer asking to follow another customer's orders is refused up front
+    (FORBIDDEN), whether that customer exists or not: nothing is probed."""
+    own = scope(info).customer_id
+    if own is not None and own != customer_id:
+        return Refused(
+            info.context.identity,
+            "Subscription",
+            "ordersOfCustomer",
+            message="a customer may follow only their own orders",
+        )
+    return None

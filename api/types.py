@@ -16,6 +16,7 @@ from typing import Any, NewType
 import strawberry
 from graphql import IntValueNode, StringValueNode, ValueNode
 
+from api.policy import sees_contact_details
 from domain.rules import MAX_SAFE_INTEGER
 
 __all__ = [
@@ -156,12 +157,19 @@ class Product:
         )
 
 
+_EMAIL_HELP = "Shown to the customer themselves and to staff; null to anyone else (api/policy.py)."
+
+
 @strawberry.type(description="The customer as the order shows them; empty once erased.")
 class OrderCustomer:
     id: strawberry.ID
     name: str | None
-    email: str | None
+    stored_email: strawberry.Private[str | None]
     erased: bool
+
+    @strawberry.field(description=_EMAIL_HELP)
+    def email(self, info: strawberry.Info) -> str | None:
+        return self.stored_email if sees_contact_details(info.context, self.id) else None
 
 
 @strawberry.type
@@ -199,7 +207,7 @@ class Order:
             customer=OrderCustomer(
                 id=strawberry.ID(customer["id"]),
                 name=customer.get("name"),
-                email=customer.get("email"),
+                stored_email=customer.get("email"),
                 erased=bool(customer.get("erased")),
             ),
             lines=[
@@ -225,7 +233,7 @@ class Customer:
     id: strawberry.ID
     version: int
     name: str | None
-    email: str | None
+    stored_email: strawberry.Private[str | None]
     erased: bool
     order_count: Long | None = strawberry.field(
         description="Orders placed. Lifetime figures come from the read model: "
@@ -236,13 +244,17 @@ class Customer:
     )
     last_order_at: datetime | None
 
+    @strawberry.field(description=_EMAIL_HELP)
+    def email(self, info: strawberry.Info) -> str | None:
+        return self.stored_email if sees_contact_details(info.context, self.id) else None
+
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Customer:
         return cls(
             id=strawberry.ID(doc["id"]),
             version=doc["version"],
             name=doc.get("name"),
-            email=doc.get("email"),
+            stored_email=doc.get("email"),
             erased=bool(doc.get("erased")),
             order_count=doc.get("order_count"),
             total_spent=doc.get("total_spent"),

@@ -37,6 +37,7 @@ from domain.rules import (
 )
 
 __all__ = [
+    "EVERY_ROW",
     "MATCH_NONE",
     "MAX_CURSOR",
     "MAX_PREFIX",
@@ -47,13 +48,16 @@ __all__ = [
     "OrderSort",
     "ProductFilter",
     "ProductSort",
+    "Scope",
     "customer_search",
     "decode_cursor",
     "encode_cursor",
     "free_text",
+    "lookup",
     "order_search",
     "page_size",
     "position",
+    "product_by_sku",
     "product_facets",
     "product_search",
     "product_suggest",
@@ -72,6 +76,35 @@ MAX_CURSOR = 8192
 
 # A filter clause that matches nothing: a value that can never be stored.
 MATCH_NONE: dict[str, Any] = {"match_none": {}}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The rows a caller may reach (api/policy.py decides which): ANDed into the
+    Elasticsearch query itself, so hits, totals, facets and cursors all stay
+    inside it. The default reaches every row.
+
+    `customer_id` keeps orders to that customer's and customers to that one;
+    an empty or malformed id reaches nothing. `active_only` keeps products to
+    active ones, whatever statuses a filter asks for."""
+
+    active_only: bool = False
+    customer_id: str | None = None
+
+    def clauses(self, index: str) -> list[dict[str, Any]]:
+        """The filter clauses this scope adds to a search of a read model."""
+        if index == "products":
+            return [{"term": {"status": "active"}}] if self.active_only else []
+        if self.customer_id is None:
+            return []
+        customer = stored_id(self.customer_id)
+        if customer is None:
+            return [MATCH_NONE]
+        field = "customer.id" if index == "orders" else "id"
+        return [{"term": {field: customer}}]
+
+
+EVERY_ROW = Scope()
 
 
 class InvalidQuery(ValueError):
@@ -351,6 +384,7 @@ def product_search(
     first: int = 20,
     after: str | None = None,
     facets: bool = False,
+    scope: Scope = EVERY_ROW,
 ) -> dict[str, Any]:
     size = page_size(first)
     text = free_text(search, "search", MAX_SEARCH)
@@ -359,6 +393,8 @@ def product_search(
         order = ProductSort.NEWEST
     clauses = product_filters(filter or ProductFilter())
     every = [c for cs in clauses.values() for c in cs]
+    # The caller's rows: in the query, so facets and totals count only those.
+    mandatory = scope.clauses("products")
     query: dict[str, Any] = {"bool": {}}
     if text:
         # Either every word appears in some field (cross_fields: a name word and a
@@ -390,11 +426,11 @@ def product_search(
     if facets:
         # Facets count over the text query alone, each with the other filters;
         # the hits get every filter through post_filter.
-        query["bool"]["filter"] = clauses["status"]
+        query["bool"]["filter"] = [*mandatory, *clauses["status"]]
         body["post_filter"] = {"bool": {"filter": every}}
         body["aggs"] = product_facets(clauses)
     else:
-        query["bool"]["filter"] = every
+        query["bool"]["filter"] = [*mandatory, *every]
     body["query"] = query
     if after:
         body["search_after"] = search_after(after, sort_clause)
@@ -447,6 +483,7 @@ def order_search(
     sort: OrderSort | None = None,
     first: int = 20,
     after: str | None = None,
+    scope: Scope = EVERY_ROW,
 ) -> dict[str, Any]:
     size = page_size(first)
     f = filter or OrderFilter()
@@ -456,7 +493,9 @@ def order_search(
     before_time = _instant(f.placed_before, "filter.placedBefore")
     if after_time and before_time and after_time >= before_time:
         raise InvalidQuery("placedAfter is not before placedBefore", "filter.placedAfter")
-    clauses: list[dict[str, Any]] = []
+    # The caller's rows first: a customer's own, whatever customerId it filters by
+    # (another's then ANDs to nothing), so totals and cursors see only those.
+    clauses: list[dict[str, Any]] = scope.clauses("orders")
     if f.customer_id is not None:  # "" too: it is no customer's id
         customer = stored_id(f.customer_id)
         clauses.append(MATCH_NONE if customer is None else {"term": {"customer.id": customer}})
@@ -481,11 +520,17 @@ def order_search(
 
 
 def customer_search(
-    *, search: str | None = None, first: int = 20, after: str | None = None
+    *,
+    search: str | None = None,
+    first: int = 20,
+    after: str | None = None,
+    scope: Scope = EVERY_ROW,
 ) -> dict[str, Any]:
     size = page_size(first)
     text = free_text(search, "search", MAX_SEARCH)
-    query: dict[str, Any] = {"bool": {"filter": [{"term": {"erased": False}}]}}
+    query: dict[str, Any] = {
+        "bool": {"filter": [*scope.clauses("customers"), {"term": {"erased": False}}]}
+    }
     if text:
         query["bool"]["must"] = [
             {
@@ -510,23 +555,43 @@ def customer_search(
     return body
 
 
-def product_suggest(prefix: str, size: int = 10) -> dict[str, Any]:
-    # The clean-text rule also keeps out the characters the completion field
-    # reserves for itself (U+0000, U+001E, U+001F), which fail the whole search.
+def product_suggest(prefix: str, size: int = 10, scope: Scope = EVERY_ROW) -> dict[str, Any]:
+    """Products whose name has words starting with the prefix's words, the last
+    one as a prefix ("steel ke": Steel kettle), by name.
+
+    A search rather than the completion suggester: a suggester cannot filter
+    (only through contexts, which the `name_suggest` mapping does not have),
+    and a caller who may see only active products must not get a draft's name
+    as a suggestion. Over-fetching suggestions and dropping the others would
+    lose the active ones behind many drafts; a filter in the query cannot."""
     prefix = free_text(prefix, "prefix", MAX_PREFIX)
     if not prefix:
         raise InvalidQuery(f"prefix is 1 to {MAX_PREFIX} characters", "prefix")
     return {
         "_source": ["id", "name", "sku"],
-        "suggest": {
-            "names": {
-                "prefix": prefix,
-                "completion": {
-                    "field": "name_suggest",
-                    # Not skip_duplicates: it folds two products whose names share
-                    # a word into one suggestion. The reader folds by product instead.
-                    "size": page_size(size),
-                },
+        "query": {
+            "bool": {
+                "must": [{"match_bool_prefix": {"name": {"query": prefix, "operator": "and"}}}],
+                "filter": scope.clauses("products"),
             }
         },
+        "sort": [{"name_sort": "asc"}, {"id": "asc"}],
+        "size": page_size(size),
+    }
+
+
+def lookup(index: str, key: str, scope: Scope = EVERY_ROW) -> dict[str, Any]:
+    """One document by id, only if it is within the caller's rows: someone
+    else's order is not found, exactly as a missing one (ids cannot be probed)."""
+    return {
+        "query": {"bool": {"filter": [{"ids": {"values": [key]}}, *scope.clauses(index)]}},
+        "size": 1,
+    }
+
+
+def product_by_sku(sku: str, scope: Scope = EVERY_ROW) -> dict[str, Any]:
+    """The product with this (stored) sku, if within the caller's rows."""
+    return {
+        "query": {"bool": {"filter": [{"term": {"sku": sku}}, *scope.clauses("products")]}},
+        "size": 1,
     }

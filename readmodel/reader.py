@@ -16,13 +16,17 @@ from readmodel.checkpoints import Checkpoints
 from readmodel.indexes import INDEXES
 from readmodel.progress import Progress
 from readmodel.queries import (
+    EVERY_ROW,
     OrderFilter,
     OrderSort,
     ProductFilter,
     ProductSort,
+    Scope,
     customer_search,
     encode_cursor,
+    lookup,
     order_search,
+    product_by_sku,
     product_search,
     product_suggest,
     stored_id,
@@ -75,13 +79,17 @@ class Reader:
     def alias(self, name: str) -> str:
         return INDEXES[name].alias(self.prefix)
 
-    async def get(self, name: str, id: str) -> dict[str, Any] | None:
+    async def get(self, name: str, id: str, scope: Scope = EVERY_ROW) -> dict[str, Any] | None:
         """The document, or None; for any string at all. An id no document can
         have (empty, 10,000 characters, a lone surrogate) is not sent: the
-        client would refuse it or Elasticsearch fail on it."""
+        client would refuse it or Elasticsearch fail on it. A scope that
+        restricts rows looks the id up with the scope's filter in the query:
+        a document outside it is None, as a missing one is."""
         key = stored_id(id)
         if key is None:
             return None
+        if scope != EVERY_ROW:
+            return await self._first(name, lookup(name, key, scope))
         try:
             found = await self.client.get(index=self.alias(name), id=key)
         except NotFoundError:
@@ -89,15 +97,16 @@ class Reader:
         source: dict[str, Any] = found["_source"]
         return source
 
-    async def product_by_sku(self, sku: str) -> dict[str, Any] | None:
+    async def product_by_sku(self, sku: str, scope: Scope = EVERY_ROW) -> dict[str, Any] | None:
         """The product with this sku (as a client writes it: any case, spaces
         around), or None; a string no sku can be is not looked up."""
         key = stored_sku(sku)
         if key is None:
             return None
-        result = await self.client.search(
-            index=self.alias("products"), query={"term": {"sku": key}}, size=1
-        )
+        return await self._first("products", product_by_sku(key, scope))
+
+    async def _first(self, name: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        result = await self.client.search(index=self.alias(name), body=body)
         hits = result["hits"]["hits"]
         return hits[0]["_source"] if hits else None
 
@@ -123,9 +132,16 @@ class Reader:
         first: int = 20,
         after: str | None = None,
         facets: bool = False,
+        scope: Scope = EVERY_ROW,
     ) -> Page:
         body = product_search(
-            search=search, filter=filter, sort=sort, first=first, after=after, facets=facets
+            search=search,
+            filter=filter,
+            sort=sort,
+            first=first,
+            after=after,
+            facets=facets,
+            scope=scope,
         )
         return await self.search("products", body)
 
@@ -136,25 +152,30 @@ class Reader:
         sort: OrderSort | None = None,
         first: int = 20,
         after: str | None = None,
+        scope: Scope = EVERY_ROW,
     ) -> Page:
-        body = order_search(filter=filter, sort=sort, first=first, after=after)
+        body = order_search(filter=filter, sort=sort, first=first, after=after, scope=scope)
         return await self.search("orders", body)
 
     async def customers(
-        self, *, search: str | None = None, first: int = 20, after: str | None = None
+        self,
+        *,
+        search: str | None = None,
+        first: int = 20,
+        after: str | None = None,
+        scope: Scope = EVERY_ROW,
     ) -> Page:
         return await self.search(
-            "customers", customer_search(search=search, first=first, after=after)
+            "customers", customer_search(search=search, first=first, after=after, scope=scope)
         )
 
-    async def suggest_products(self, prefix: str, size: int = 10) -> list[dict[str, Any]]:
+    async def suggest_products(
+        self, prefix: str, size: int = 10, scope: Scope = EVERY_ROW
+    ) -> list[dict[str, Any]]:
         result = await self.client.search(
-            index=self.alias("products"), body=product_suggest(prefix, size)
+            index=self.alias("products"), body=product_suggest(prefix, size, scope)
         )
-        found: dict[str, dict[str, Any]] = {}
-        for option in result["suggest"]["names"][0]["options"]:
-            found.setdefault(option["_id"], option["_source"])
-        return list(found.values())
+        return [hit["_source"] for hit in result["hits"]["hits"]]
 
     async def reached(self, names: list[str]) -> int:
         """The position every one of these projections has applied and made searchable."""

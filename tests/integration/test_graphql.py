@@ -13,7 +13,7 @@ import strawberry
 from api.bootstrap import Bicameral
 from api.context import Context
 from api.schema import build_schema
-from tests.identities import STAFF
+from tests.identities import ADMIN
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -56,7 +56,7 @@ async def run(schema: strawberry.Schema, app: Bicameral, query: str, **variables
     result = await schema.execute(
         query,
         variable_values=variables,
-        context_value=Context(app=app, request=None, identity=STAFF),
+        context_value=Context(app=app, request=None, identity=ADMIN),
     )
     assert result.errors is None, result.errors
     return result
@@ -210,7 +210,7 @@ async def test_a_malformed_cursor_is_a_clear_error_not_a_crash(
 ) -> None:
     result = await schema.execute(
         '{ products(after: "not-a-cursor") { totalCount } }',
-        context_value=Context(app=app, request=None, identity=STAFF),
+        context_value=Context(app=app, request=None, identity=ADMIN),
     )
     assert result.errors is not None
     assert result.errors[0].extensions == {"code": "BAD_USER_INPUT", "argument": "after"}

@@ -24,6 +24,7 @@ from api.context import Context
 from api.schema import build_schema
 from domain import commands as c
 from readmodel.queries import encode_cursor
+from tests.identities import ADMIN
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -82,7 +83,9 @@ def sendable(result: ExecutionResult) -> dict[str, Any]:
 
 async def ask(app: Bicameral, query: str, value: Any) -> dict[str, Any]:
     result = await SCHEMA.execute(
-        query, variable_values={"v": value}, context_value=Context(app=app, request=None)
+        query,
+        variable_values={"v": value},
+        context_value=Context(app=app, request=None, identity=ADMIN),
     )
     return sendable(result)
 
@@ -297,7 +300,9 @@ async def test_an_amount_at_the_edges_of_an_int_is_an_answer_or_a_named_refusal(
 
 async def next_answer(app: Bicameral, query: str, value: Any) -> dict[str, Any]:
     stream = await SCHEMA.subscribe(
-        query, variable_values={"v": value}, context_value=Context(app=app, request=None)
+        query,
+        variable_values={"v": value},
+        context_value=Context(app=app, request=None, identity=ADMIN),
     )
     assert not isinstance(stream, ExecutionResult), stream
     try:

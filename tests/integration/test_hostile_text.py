@@ -17,9 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
+from api.app import BicameralGraphQL, create_app
 from api.bootstrap import Bicameral
+from api.context import Context
 from domain.rules import MAX_PRICE
+from tests.identities import ADMIN
 from writemodel import outbox
 
 pytestmark = pytest.mark.elasticsearch
@@ -222,7 +224,14 @@ class Client:
 
 
 @pytest.fixture
-async def client(app: Bicameral) -> AsyncIterator[Client]:
+async def client(app: Bicameral, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Client]:
+    # Every mutation here needs staff rights. Until HTTP requests carry tokens
+    # (api/auth), the view's context is an admin's; with tokens, send an
+    # admin's `Authorization: Bearer` header instead.
+    async def as_admin(view: BicameralGraphQL, request: Any, response: Any) -> Context:
+        return Context(app=view.bicameral, request=request, response=response, identity=ADMIN)
+
+    monkeypatch.setattr(BicameralGraphQL, "get_context", as_admin)
     transport = httpx.ASGITransport(app=create_app(bicameral=app))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield Client(http, app)

@@ -20,7 +20,7 @@ from api.bootstrap import Bicameral, build
 from api.context import Context
 from api.schema import build_schema
 from api.settings import Settings
-from tests.identities import STAFF
+from tests.identities import ADMIN
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -68,7 +68,7 @@ async def execute(schema: strawberry.Schema, app: Bicameral, query: str, **varia
     result = await schema.execute(
         query,
         variable_values=variables,
-        context_value=Context(app=app, request=None, identity=STAFF),
+        context_value=Context(app=app, request=None, identity=ADMIN),
     )
     assert result.errors is None, result.errors
     return result

@@ -31,6 +31,7 @@ from readmodel import checkpoints as checkpoints_module
 from readmodel.bulk import BulkError, BulkWriter, Write, refused_for_itself
 from readmodel.feed import FeedWorker
 from readmodel.projections import IndexDocument, default_projections
+from tests.identities import ADMIN
 from tests.integration.faults import BIN, READ_MODELS, worker_env
 from writemodel import outbox
 from writemodel.access import SYSTEM
@@ -131,7 +132,7 @@ async def test_a_token_whose_document_was_quarantined_answers_at_once_and_says_s
     schema: strawberry.Schema = build_schema()
     query = "query($id: ID!, $token: String) { product(id: $id, consistencyToken: $token) { id } }"
 
-    context = Context(app=app, request=None)
+    context = Context(app=app, request=None, identity=ADMIN)
     result = await schema.execute(
         query, variable_values={"id": poisoned, "token": str(token)}, context_value=context
     )
@@ -147,7 +148,7 @@ async def test_a_token_whose_document_was_quarantined_answers_at_once_and_says_s
     assert result.extensions["consistency"] == {"quarantined": context.quarantined}
     # A token of a write that went in is not flagged, nor is another read model's.
     for read, token_of in (("product", fine.position), ("customers", token)):
-        other = Context(app=app, request=None)
+        other = Context(app=app, request=None, identity=ADMIN)
         text = (
             "query($id: ID!, $token: String) { product(id: $id, consistencyToken: $token) { id } }"
             if read == "product"

@@ -12,6 +12,7 @@ from api.bootstrap import Bicameral
 from api.context import Context
 from api.schema import build_schema
 from domain import commands as c
+from tests.identities import ADMIN
 from writemodel.access import SYSTEM
 
 pytestmark = pytest.mark.elasticsearch
@@ -21,7 +22,9 @@ SCHEMA = build_schema()
 
 async def gql(app: Bicameral, query: str, **variables: Any) -> Any:
     result = await SCHEMA.execute(
-        query, variable_values=variables, context_value=Context(app=app, request=None)
+        query,
+        variable_values=variables,
+        context_value=Context(app=app, request=None, identity=ADMIN),
     )
     assert result.errors is None, result.errors
     return result.data
@@ -188,7 +191,7 @@ async def test_invalid_arguments_get_a_clear_error(
 ) -> None:
     result = await SCHEMA.execute(
         f"{{ products({arguments}) {{ totalCount }} }}",
-        context_value=Context(app=catalog, request=None),
+        context_value=Context(app=catalog, request=None, identity=ADMIN),
     )
     assert result.errors is not None
     assert result.errors[0].extensions == {"code": "BAD_USER_INPUT", "argument": argument}

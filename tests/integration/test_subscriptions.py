@@ -14,6 +14,7 @@ from api.context import Context
 from api.schema import build_schema
 from api.settings import Settings
 from domain import commands as c
+from tests.identities import ADMIN
 from writemodel.access import SYSTEM
 
 pytestmark = pytest.mark.elasticsearch
@@ -33,7 +34,9 @@ async def live(settings: Settings, engine: object) -> AsyncIterator[Bicameral]:
 
 async def subscribe(app: Bicameral, query: str, **variables: Any) -> AsyncIterator[Any]:
     stream = await SCHEMA.subscribe(
-        query, variable_values=variables, context_value=Context(app=app, request=None)
+        query,
+        variable_values=variables,
+        context_value=Context(app=app, request=None, identity=ADMIN),
     )
     assert not hasattr(stream, "errors"), stream
     return stream  # type: ignore[return-value]

@@ -28,7 +28,7 @@ from api.context import Context
 from api.metrics import metrics_endpoint
 from api.schema import build_schema
 from api.settings import Settings
-from tests.identities import STAFF
+from tests.identities import ADMIN
 from tools import pg_server
 from writemodel.database import create_engine
 from writemodel.migrate import migrate
@@ -150,7 +150,7 @@ async def _create(
             "input": {"sku": sku, "name": f"Fault {sku}", "price": 100, "currency": "EUR"},
             "key": key,
         },
-        context_value=Context(app=app, request=None, identity=STAFF),
+        context_value=Context(app=app, request=None, identity=ADMIN),
     )
     if result.errors:
         (error,) = result.errors
@@ -211,7 +211,7 @@ async def test_a_stopped_or_crashed_server_under_load_answers_only_the_documente
             while len(answers.codes) < 20:
                 await asyncio.sleep(0.02)
         # The read side's questions to the write database fail as clearly.
-        context = Context(app=pg_app, request=None, identity=STAFF)
+        context = Context(app=pg_app, request=None, identity=ADMIN)
         status = await schema.execute(READ_MODEL, context_value=context)
         async with asyncio.timeout(HANG):
             waited = await schema.execute(PRODUCTS, context_value=context)
@@ -376,7 +376,7 @@ async def test_a_lock_timeout_answers_write_database_unavailable_and_writes_noth
                 result = await schema.execute(
                     CHANGE_PRICE,
                     variable_values={"input": {"productId": product_id, "price": 777}},
-                    context_value=Context(app=pg_app, request=None, identity=STAFF),
+                    context_value=Context(app=pg_app, request=None, identity=ADMIN),
                 )
         assert result.errors is not None
         assert [e.extensions for e in result.errors] == [{"code": "WRITE_DATABASE_UNAVAILABLE"}]
@@ -427,7 +427,7 @@ async def test_a_version_conflict_found_at_commit_reports_the_version_it_ran_int
             variable_values={
                 "input": {"productId": product_id, "price": 555, "expectedVersion": 1}
             },
-            context_value=Context(app=pg_app, request=None, identity=STAFF),
+            context_value=Context(app=pg_app, request=None, identity=ADMIN),
         )
     finally:
         await other.dispose()

@@ -594,11 +594,11 @@ def test_no_request_identity_becomes_the_system_actor(role: Role) -> None:
     assert actor.idempotency_scope != SYSTEM.idempotency_scope
 
 
-async def test_an_anonymous_mutation_answers_a_typed_forbidden_error(app: FakeApp) -> None:
+async def test_an_anonymous_mutation_is_refused_before_it_runs(app: FakeApp) -> None:
     result = await run(CREATE_PRODUCT, app, {"input": product_input()}, identity=ANONYMOUS)
 
-    assert result.errors is None
-    assert result.data is not None
-    payload = result.data["createProduct"]
-    assert payload["__typename"] == "ForbiddenError"
-    assert payload["code"] == "FORBIDDEN"
+    assert result.data is None
+    assert result.errors is not None
+    assert [e.extensions for e in result.errors] == [
+        {"code": "UNAUTHENTICATED", "field": "createProduct"}
+    ]

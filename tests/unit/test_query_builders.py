@@ -17,6 +17,7 @@ from readmodel.queries import (
     OrderSort,
     ProductFilter,
     ProductSort,
+    Scope,
     customer_search,
     decode_cursor,
     encode_cursor,
@@ -279,13 +280,21 @@ def test_a_search_of_two_hundred_characters_is_allowed() -> None:
 def test_suggestions_complete_a_name_prefix() -> None:
     assert product_suggest("  Ket ", size=5) == {
         "_source": ["id", "name", "sku"],
-        "suggest": {
-            "names": {
-                "prefix": "Ket",
-                "completion": {"field": "name_suggest", "size": 5},
+        "query": {
+            "bool": {
+                "must": [{"match_bool_prefix": {"name": {"query": "Ket", "operator": "and"}}}],
+                "filter": [],
             }
         },
+        "sort": [{"name_sort": "asc"}, {"id": "asc"}],
+        "size": 5,
     }
+
+
+def test_suggestions_for_a_caller_who_sees_active_products_filter_by_status() -> None:
+    body = product_suggest("ket", scope=Scope(active_only=True))
+
+    assert body["query"]["bool"]["filter"] == [{"term": {"status": "active"}}]
 
 
 @pytest.mark.parametrize(
@@ -361,7 +370,8 @@ def test_search_text_is_taken_in_the_form_text_is_stored_in() -> None:
 
 
 def test_a_prefix_of_emoji_is_text() -> None:
-    assert product_suggest("\U0001f375 t")["suggest"]["names"]["prefix"] == "\U0001f375 t"
+    match = product_suggest("\U0001f375 t")["query"]["bool"]["must"][0]["match_bool_prefix"]
+    assert match["name"]["query"] == "\U0001f375 t"
 
 
 def test_categories_are_matched_in_their_stored_form_once_each() -> None:
