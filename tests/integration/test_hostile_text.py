@@ -18,7 +18,9 @@ import httpx
 import pytest
 
 from api.app import create_app
+from api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalSigningKey
 from api.bootstrap import Bicameral
+from api.identity import Role
 from domain.rules import MAX_PRICE
 from writemodel import outbox
 
@@ -223,8 +225,23 @@ class Client:
 
 @pytest.fixture
 async def client(app: Bicameral) -> AsyncIterator[Client]:
+    """As an admin, whose token the app's local key (in its DATA_DIR) signs: every
+    mutation here must reach its field checks, past the access rules."""
+    settings = app.settings
+    token = LocalSigningKey.load_or_create(settings.data_dir).token(
+        role=Role.ADMIN,
+        subject="tests",
+        issuer=settings.auth_issuer or LOCAL_ISSUER,
+        audience=settings.auth_audience or LOCAL_AUDIENCE,
+        role_claim=settings.auth_role_claim,
+        customer_claim=settings.auth_customer_claim,
+    )
     transport = httpx.ASGITransport(app=create_app(bicameral=app))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as http:
         yield Client(http, app)
 
 
