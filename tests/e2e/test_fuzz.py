@@ -31,6 +31,7 @@ import os
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -93,6 +94,7 @@ def test_every_generated_operation_gets_a_proper_answer_and_the_feed_keeps_up(
         admin = fuzzed_server.headers(Role.ADMIN, subject="fuzz-admin")
         known = _seed(client, admin)
         callers = _callers(fuzzed_server, known)
+        sent: Counter[str] = Counter()
         log = _LogTail(fuzzed_server.log)
         failures = fuzzed_server.log.parent / "fuzz-failures.jsonl"
 
@@ -112,6 +114,7 @@ def test_every_generated_operation_gets_a_proper_answer_and_the_feed_keeps_up(
         @given(operation=operations(known))
         def answers_properly(operation: Operation) -> None:
             log.skip()
+            sent[operation.caller] += 1
             try:
                 response = client.post(
                     "/graphql",
@@ -147,6 +150,9 @@ def test_every_generated_operation_gets_a_proper_answer_and_the_feed_keeps_up(
         finally:
             behind = _read_models_behind(client, admin)
             print(f"read models behind their head after the fuzzing: {behind}")
+            print(f"operations sent per caller: {dict(sent)}")
+        if EXAMPLES >= 100:  # each caller is drawn one time in nine or more
+            assert sent.keys() == set(CALLERS), f"a caller never sent anything: {sent}"
         assert not behind, f"the feed stalled: {behind}\nserver log:\n{log.all()[-5000:]}"
         assert client.get("/healthz").status_code == 200
 
