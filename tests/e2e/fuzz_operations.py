@@ -74,10 +74,11 @@ TOKEN_TEXT = ["0", "-1", "1", "999999999999", "99999999999999999999999", "1e9", 
 
 _LONG = st.sampled_from([1_000, 10_000, 100_000])
 
-# Who sends an operation, admin five times in nine (the first: what a failure shrinks to).
+# Who sends an operation: mostly an admin (the first, too: what a failure shrinks to).
+# Hypothesis draws the later entries less often (200 examples: staff about 4 times).
 # "customer" is a registered customer; "newcomer" a customer token whose customer does
 # not exist yet (registerCustomer binds it); the test maps each to its Authorization.
-CALLERS = ("admin",) * 5 + ("staff", "customer", "newcomer", "anonymous")
+CALLERS = ("admin",) * 5 + ("anonymous", "customer", "newcomer", "staff")
 
 
 @dataclass(frozen=True)
