@@ -61,10 +61,13 @@ class GraphQLFailure(RuntimeError):
     """The answer had errors, or a mutation answered with a typed error."""
 
 
-def http_client(concurrency: int) -> httpx.AsyncClient:
-    """Keep-alive connections, one per concurrent request; loopback only, no proxies."""
+def http_client(concurrency: int, bearer: str | None = None) -> httpx.AsyncClient:
+    """Keep-alive connections, one per concurrent request; loopback only, no proxies.
+    With `bearer`, every request carries it (`bicameral serve` wants an admin's token
+    for mutations and the changes feed; the baselines take none)."""
     return httpx.AsyncClient(
         trust_env=False,
+        headers={"Authorization": f"Bearer {bearer}"} if bearer else None,
         timeout=httpx.Timeout(30.0),
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
     )

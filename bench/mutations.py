@@ -221,6 +221,7 @@ async def measure(
     deployment: Deployment,
     api_url: str,
     api_pid: int,
+    bearer: str,
     baseline_url: str,
     elasticsearch_url: str,
     fixtures: OrderFixtures,
@@ -243,7 +244,7 @@ async def measure(
     figures: list[Figure] = []
     system_rates: dict[str, float] = {}
     try:
-        async with http_client(CONCURRENCY) as client:
+        async with http_client(CONCURRENCY, bearer) as client:
             for kind in ("createProduct", "placeOrder"):
                 sides: dict[str, Callable[[int, int], Awaitable[None]]]
                 if kind == "createProduct":

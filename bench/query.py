@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from elasticsearch import AsyncElasticsearch
 
+from api.identity import Identity, Role
 from bench import validation
 from bench.graphql import PRODUCTS, GraphQLFailure, http_client, post
 from bench.load import closed_loop
@@ -33,11 +34,15 @@ __all__ = ["QuerySetup", "latency", "throughput"]
 
 PAGE = 20
 CONCURRENCY = 16
+# Who the in-process variant is, as the HTTP one is an admin (its token): an admin's
+# search filters no status, the same query the raw baseline sends.
+BENCH_ADMIN = Identity(Role.ADMIN, subject="bench")
 
 
 @dataclass
 class QuerySetup:
     api_url: str  # http://127.0.0.1:PORT of `bicameral serve`
+    api_bearer: str  # an admin's token for it (Services.admin_token)
     baseline_url: str  # http://127.0.0.1:PORT of bench.baseline_app
     api_pid: int
     baseline_pid: int
@@ -72,7 +77,7 @@ def _variants(
         result = await schema.execute(
             PRODUCTS,
             variable_values={"search": word},
-            context_value=Context(app=setup.app, request=None),
+            context_value=Context(app=setup.app, request=None, identity=BENCH_ADMIN),
         )
         if result.errors:
             raise GraphQLFailure(str(result.errors)[:300])
@@ -100,7 +105,7 @@ def _variants(
 
 async def latency(setup: QuerySetup, requests: int, *, warmup: int = 20) -> list[Figure]:
     print(f"[1] query latency: {requests} requests per variant, interleaved", flush=True)
-    async with http_client(1) as api, http_client(1) as bare:
+    async with http_client(1, setup.api_bearer) as api, http_client(1) as bare:
         variants = _variants(setup, api, bare)
         names = list(variants)
         samples: dict[str, list[float]] = {name: [] for name in names}
@@ -162,7 +167,10 @@ async def throughput(setup: QuerySetup, requests: int, seconds: float, rounds: i
         flush=True,
     )
     words = setup.words
-    async with http_client(CONCURRENCY) as api, http_client(CONCURRENCY) as bare:
+    async with (
+        http_client(CONCURRENCY, setup.api_bearer) as api,
+        http_client(CONCURRENCY) as bare,
+    ):
 
         async def graphql(n: int) -> None:
             data = await post(

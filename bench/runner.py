@@ -150,7 +150,15 @@ async def _queries(
     app = projection.build_app(deployment, services.elasticsearch_url)
     try:
         setup = query.QuerySetup(
-            api.url or "", bare.url or "", api.pid, bare.pid, es, alias, app, search_words()
+            api.url or "",
+            services.admin_token(),
+            bare.url or "",
+            api.pid,
+            bare.pid,
+            es,
+            alias,
+            app,
+            search_words(),
         )
         if "1" in wanted:
             with report.timed("1 query latency"):
@@ -204,6 +212,7 @@ async def _writes(
                 deployment,
                 api.url or "",
                 api.pid,
+                services.admin_token(),
                 baseline_url,
                 es_url,
                 fixtures,
@@ -239,6 +248,7 @@ async def _writes(
                     api.url or "",
                     engine,
                     throughput,
+                    bearer=services.admin_token(),
                     window=size.sustain_window,
                     max_steps=size.sustain_steps,
                     processes=processes,
@@ -254,6 +264,7 @@ async def _writes(
                     api.url or "",
                     es,
                     PRODUCTS.alias(deployment.index_prefix),
+                    bearer=services.admin_token(),
                     rate=max(1.0, sustainable * 0.5),
                     duration=size.staleness_seconds,
                     poll_interval=FEED_POLL_INTERVAL,

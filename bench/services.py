@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -22,11 +23,13 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from elasticsearch import AsyncElasticsearch
 
+from api.settings import Settings
 from tools.pg_server import PostgresServer
 
 __all__ = [
@@ -178,27 +181,9 @@ class Deployment:
         return env
 
 
-# Variables api/settings.py reads: none of the caller's may leak into a child.
-_SETTINGS_VARIABLES = {
-    "DATA_DIR",
-    "DATABASE_URL",
-    "ELASTICSEARCH_URL",
-    "INDEX_PREFIX",
-    "HOST",
-    "PORT",
-    "EMBEDDED_WORKER",
-    "FEED_BATCH_SIZE",
-    "FEED_POLL_INTERVAL",
-    "FEED_LEASE_SECONDS",
-    "CONSISTENCY_TIMEOUT",
-    "SUBSCRIBER_QUEUE_SIZE",
-    "IDEMPOTENCY_TTL_HOURS",
-    "GRAPHIQL",
-    "INTROSPECTION",
-    "MASK_ERRORS",
-    "SEARCH_NODE_PORT",
-    "LOG_LEVEL",
-}
+# Variables api/settings.py reads: none of the caller's may leak into a child (an
+# AUTH_JWKS_URL or AUTH_ISSUER, say, would refuse the tokens `admin_token` signs).
+_SETTINGS_VARIABLES = {f.name.upper() for f in dataclasses.fields(Settings)}
 
 
 @dataclass
@@ -237,6 +222,18 @@ class Services:
         # Not "elasticsearch": that key is the Python client's version.
         self.versions["elasticsearch server"] = str(status.get("version"))
         print(f"  Elasticsearch {status.get('version')} at {self.elasticsearch_url}", flush=True)
+
+    def admin_token(self) -> str:
+        """An admin's token that every `bicameral serve` of this run accepts: they all
+        keep DATA_DIR in `workdir`, and verify with the local signing key there (made
+        here if no API has made it yet; the file is created atomically)."""
+        from api.auth import LocalSigningKey
+        from api.identity import Role
+
+        key = LocalSigningKey.load_or_create(self.workdir)
+        # Longer than any run; the local issuer and audience, as the children's
+        # environment names no other (see _SETTINGS_VARIABLES).
+        return key.token(role=Role.ADMIN, subject="bench", ttl=timedelta(days=1))
 
     def prefix(self, name: str) -> str:
         return f"{self.run_prefix}-{name}"

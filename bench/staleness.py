@@ -62,8 +62,10 @@ async def refresh_interval(es: AsyncElasticsearch, alias: str) -> float:
 class _Subscriber:
     """One `changes` subscription; the first arrival time of each product id."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, bearer: str) -> None:
         self.url = url
+        # `changes` is staff work: the token rides in `connection_init`.
+        self.init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {bearer}"}}
         self.first: dict[str, float] = {}
         self.ready = asyncio.Event()
         self.arrived = asyncio.Event()  # set at every notification, and when it ends
@@ -89,7 +91,7 @@ class _Subscriber:
                 proxy=None,
                 max_size=None,
             ) as ws:
-                await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+                await ws.send(json.dumps(self.init))
                 ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
                 if ack.get("type") != "connection_ack":
                     raise RuntimeError(f"no connection_ack: {ack}")
@@ -136,6 +138,7 @@ async def measure(
     es: AsyncElasticsearch,
     alias: str,
     *,
+    bearer: str,
     rate: float,
     duration: float,
     poll_interval: float,
@@ -154,7 +157,7 @@ async def measure(
     pending: set[str] = set()  # skus not yet seen by a search
     seen: dict[str, float] = {}  # product id -> first search that found it
     latencies: list[float] = []
-    subscriber = _Subscriber(api_url.replace("http://", "ws://") + "/graphql")
+    subscriber = _Subscriber(api_url.replace("http://", "ws://") + "/graphql", bearer)
     listening = asyncio.create_task(subscriber.run())
     writing_done = asyncio.Event()
 
@@ -185,7 +188,7 @@ async def measure(
         await asyncio.wait_for(subscriber.ready.wait(), 15)
         if subscriber.error:
             raise RuntimeError(subscriber.error)
-        async with http_client(CONCURRENCY) as client:
+        async with http_client(CONCURRENCY, bearer) as client:
             # A canary through the whole path: the subscription is live once it arrives.
             canary = await http_create_product(client, api_url, f"{prefix}-CANARY", 0)
             if not await subscriber.wait_for([canary["product"]["id"]], 30):

@@ -102,6 +102,7 @@ class Step:
 
 async def _step(
     api_url: str,
+    bearer: str,
     engine: AsyncEngine,
     rate: float,
     window: float,
@@ -124,7 +125,7 @@ async def _step(
             except TimeoutError:
                 pass
 
-    async with http_client(CONCURRENCY) as client:
+    async with http_client(CONCURRENCY, bearer) as client:
 
         async def create(n: int) -> None:
             await http_create_product(client, api_url, f"{label}-{n:07d}", n)
@@ -164,6 +165,7 @@ async def measure(
     engine: AsyncEngine,
     throughput: float,
     *,
+    bearer: str,
     window: float,
     max_steps: int,
     processes: dict[str, int],
@@ -181,7 +183,7 @@ async def measure(
     while len(steps) < max_steps and planned:
         fraction = planned.pop(0)
         step = await _step(
-            api_url, engine, fraction * throughput, window, f"L{len(steps)}", processes
+            api_url, bearer, engine, fraction * throughput, window, f"L{len(steps)}", processes
         )
         steps.append(step)
         print(

@@ -11,11 +11,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalSigningKey
+from api.identity import Role
 from tools import pg_server
 
 BIN = Path(sys.executable).parent
@@ -32,6 +35,43 @@ class Server:
     url: str
     env: dict[str, str]
     log: Path
+
+    def token(
+        self,
+        role: Role = Role.ADMIN,
+        *,
+        customer_id: str | None = None,
+        subject: str = "e2e-tests",
+        ttl: timedelta = timedelta(hours=2),
+    ) -> str:
+        """A token this deployment accepts: signed with the local key `bicameral serve`
+        keeps in its DATA_DIR, with the issuer, audience and claims its settings name
+        (as `bicameral token` makes them)."""
+        key = LocalSigningKey.load_or_create(Path(self.env["DATA_DIR"]))
+        return key.token(
+            role=role,
+            subject=subject,
+            customer_id=customer_id,
+            ttl=ttl,
+            issuer=self.env.get("AUTH_ISSUER") or LOCAL_ISSUER,
+            audience=self.env.get("AUTH_AUDIENCE") or LOCAL_AUDIENCE,
+            role_claim=self.env.get("AUTH_ROLE_CLAIM") or "role",
+            customer_claim=self.env.get("AUTH_CUSTOMER_CLAIM") or "customer_id",
+        )
+
+    def headers(
+        self, role: Role = Role.ADMIN, *, customer_id: str | None = None, subject: str = "e2e-tests"
+    ) -> dict[str, str]:
+        """HTTP headers that carry `token(...)`; an admin's unless told otherwise."""
+        return {
+            "Authorization": f"Bearer {self.token(role, customer_id=customer_id, subject=subject)}"
+        }
+
+    def init_payload(
+        self, role: Role = Role.ADMIN, *, customer_id: str | None = None, subject: str = "e2e-tests"
+    ) -> dict[str, str]:
+        """A WebSocket `connection_init` payload that carries `token(...)`."""
+        return self.headers(role, customer_id=customer_id, subject=subject)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -136,6 +176,10 @@ def postgres_cluster(
             "LOG_LEVEL": "warning",
         }
         subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
+        # The APIs share DATA_DIR, so they verify tokens with one key. Each would make it
+        # (the file is created atomically, the loser of a race reads the winner's), but
+        # made first it is there for certain before any token is minted.
+        LocalSigningKey.load_or_create(folder)
         try:
             with ExitStack() as stack:
                 worker_log = folder / "worker.log"

@@ -6,12 +6,18 @@ client sends: control characters, NUL, lone surrogates, long text, emoji, the
 edges of a 32-bit Int, ids and skus that exist. A lone surrogate cannot stand
 in a GraphQL string literal, only in JSON, so some operations carry their text
 in variables (`as_variables`) and the rest inline.
+
+Each operation also names its caller (`CALLERS`): mostly an admin, so that the
+generated operations reach every resolver and command past the access rules, and
+sometimes staff, a registered customer, a customer not yet registered, or nobody,
+so that the policy's own paths (refusals, row filters, masked fields) are fuzzed
+too. A refusal (FORBIDDEN, UNAUTHENTICATED) is a proper answer like any other.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import from_schema, nodes
 
 __all__ = [
+    "CALLERS",
     "Known",
     "Operation",
     "answer_problems",
@@ -66,6 +73,12 @@ HOSTILE_PIECES = [
 TOKEN_TEXT = ["0", "-1", "1", "999999999999", "99999999999999999999999", "1e9", "NaN", " 7 "]
 
 _LONG = st.sampled_from([1_000, 10_000, 100_000])
+
+# Who sends an operation: mostly an admin (the first, too: what a failure shrinks to).
+# Hypothesis draws the later entries less often (200 examples: staff about 4 times).
+# "customer" is a registered customer; "newcomer" a customer token whose customer does
+# not exist yet (registerCustomer binds it); the test maps each to its Authorization.
+CALLERS = ("admin",) * 5 + ("anonymous", "customer", "newcomer", "staff")
 
 
 @dataclass(frozen=True)
@@ -237,10 +250,11 @@ def _documents(draw: st.DrawFn, known: Known) -> graphql.DocumentNode:
 
 @dataclass(frozen=True)
 class Operation:
-    """One request body: the document and its variables (maybe none)."""
+    """One request body: the document and its variables (maybe none), and who sends it."""
 
     query: str
     variables: dict[str, Any]
+    caller: str = "admin"
 
     def body(self) -> bytes:
         # ASCII JSON: a lone surrogate travels as an escape, as a browser would send it.
@@ -251,7 +265,7 @@ class Operation:
 
     def __repr__(self) -> str:
         # What Hypothesis prints for a falsifying example: enough to send it again by hand.
-        return f"Operation(body={self.body().decode()[:4000]!r})"
+        return f"Operation(caller={self.caller!r}, body={self.body().decode()[:4000]!r})"
 
 
 def inline(document: graphql.DocumentNode) -> Operation:
@@ -300,9 +314,13 @@ def as_variables(document: graphql.DocumentNode) -> Operation:
 
 
 def operations(known: Known) -> st.SearchStrategy[Operation]:
-    """Valid queries and mutations of the whole schema, text inline or in variables."""
+    """Valid queries and mutations of the whole schema, text inline or in variables,
+    each from one of `CALLERS`."""
     documents = _documents(known)
-    return st.one_of(documents.map(inline), documents.map(as_variables))
+    bodies = st.one_of(documents.map(inline), documents.map(as_variables))
+    return st.tuples(bodies, st.sampled_from(CALLERS)).map(
+        lambda pair: replace(pair[0], caller=pair[1])
+    )
 
 
 def answer_problems(status: int, content_type: str, text: str) -> list[str]:

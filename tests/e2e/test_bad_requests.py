@@ -7,6 +7,9 @@ while requests are busy; `serve` migrates an embedded SQLite file itself and
 refuses an unmigrated PostgreSQL database in one line; `--workers` runs
 several processes. The in-process unit tests (tests/unit/test_bad_requests.py)
 cover each class of malformed body in depth.
+
+Requests that need a right (mutations, the `changes` feed) carry an admin's
+token: what is refused here is the request's shape, never the caller.
 """
 
 from __future__ import annotations
@@ -96,7 +99,10 @@ BAD_BODIES: list[tuple[bytes, str, int, str]] = [
 
 
 def test_every_bad_body_gets_its_4xx_and_the_server_keeps_serving(server: Server) -> None:
-    with httpx.Client(base_url=server.url, timeout=ANSWER_TIMEOUT) as http:
+    # As an admin: the `changes` body must meet SUBSCRIPTION_NEEDS_WEBSOCKET, not FORBIDDEN.
+    with httpx.Client(
+        base_url=server.url, timeout=ANSWER_TIMEOUT, headers=server.headers()
+    ) as http:
         for body, content_type, status, code in BAD_BODIES:
             response = http.post("/graphql", content=body, headers={"content-type": content_type})
             assert (response.status_code, response.json()["errors"][0]["extensions"]["code"]) == (
@@ -129,8 +135,9 @@ def test_a_body_trickled_in_chunks_past_the_limit_is_refused(server: Server) -> 
 
 
 async def connect(server: Server, protocol: str) -> Any:
+    """A socket past `connection_ack`, as an admin (the token in `connection_init`)."""
     ws = await websockets.connect(ws_url(server), subprotocols=[protocol], open_timeout=10)
-    await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+    await ws.send(json.dumps({"type": "connection_init", "payload": server.init_payload()}))
     assert json.loads(await ws.recv())["type"] == "connection_ack"
     return ws
 
@@ -310,6 +317,7 @@ def test_serve_migrates_a_never_migrated_sqlite_file_itself(
                 "query": 'mutation { registerCustomer(input: {email: "m@example.com", name: "M"})'
                 " { __typename } }"
             },
+            headers=running.headers(),
             timeout=ANSWER_TIMEOUT,
         )
         assert _answer(response) == {
@@ -345,11 +353,11 @@ def _trickling_request(url: str) -> socket.socket:
     return sock
 
 
-async def _parked_query(url: str) -> None:
+async def _parked_query(server: Server) -> None:
     """A read that waits for a consistency token far ahead (CONSISTENCY_TIMEOUT is long)."""
-    async with httpx.AsyncClient(timeout=600) as http:
+    async with httpx.AsyncClient(timeout=600, headers=server.headers()) as http:
         await http.post(
-            f"{url}/graphql",
+            f"{server.url}/graphql",
             json={"query": '{ product(sku: "X", consistencyToken: "99999999") { id } }'},
         )
 
@@ -362,7 +370,7 @@ def test_sigterm_ends_serve_while_requests_are_busy(
     with serving(env, tmp_path / "serve.log") as (process, running):
         sock = _trickling_request(running.url)
         loop = asyncio.new_event_loop()
-        parked = loop.create_task(_parked_query(running.url))
+        parked = loop.create_task(_parked_query(running))
         subscriber = loop.create_task(_subscriber(running))
         loop.run_until_complete(asyncio.sleep(1.0))  # both are in flight
         try:

@@ -2,7 +2,11 @@
 client over it answers 429 with `Retry-After` and `RATE_LIMITED`, and another
 client (here: another address, named by X-Forwarded-For, which uvicorn trusts
 from 127.0.0.1 by default, as from a reverse proxy on the same machine) goes on;
-over a WebSocket, queries and subscriptions spend from the same bucket."""
+over a WebSocket, queries and subscriptions spend from the same bucket.
+
+Every client here is anonymous on purpose (introspection and `productChanged` are
+open to it): an anonymous client's budget is its address's, which is what the
+X-Forwarded-For test turns on; a token holder's is its identity's."""
 
 from __future__ import annotations
 

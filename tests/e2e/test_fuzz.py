@@ -6,12 +6,18 @@ Every answer must be a GraphQL answer: no 5xx, no INTERNAL_SERVER_ERROR, JSON of
 the GraphQL-over-HTTP shape, within a deadline that detects hangs (not speed).
 Afterwards every read model must still reach the write side's head.
 
+Most operations are sent as an admin, so that they get past the access rules to
+every path; the others as staff, a customer, a customer not yet registered, or
+anonymously (`fuzz_operations.CALLERS`), so that the policy is fuzzed too. A
+refusal (FORBIDDEN, UNAUTHENTICATED) is a proper answer; a 5xx never is.
+
 Reproducing a failure: the examples are derandomized (the same ones every run
 for the same schema and Hypothesis version), and the failure names the request
 body, the answer and what the server logged meanwhile; every failing body is
 also written whole, one JSON line each, to `fuzz-failures.jsonl` beside the
 server's log. The server's state grows over the run, so a body may need the
-earlier ones to fail again: send the file's lines in order to a fresh server.
+earlier ones to fail again: send the file's lines in order to a fresh server,
+each with its line's caller's token.
 The root fields of a query run concurrently, and an error that nulls `data`
 cancels the ones still running, so a replay may not fail the same way:
 Hypothesis then reports a FlakyFailure, with the first failure's answer and
@@ -25,6 +31,7 @@ import os
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -34,8 +41,9 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
+from api.identity import Role
 from tests.e2e.conftest import Server, migrated_and_serving, serve_env
-from tests.e2e.fuzz_operations import Known, Operation, answer_problems, operations
+from tests.e2e.fuzz_operations import CALLERS, Known, Operation, answer_problems, operations
 from tools import pg_server
 
 pytestmark = pytest.mark.elasticsearch
@@ -83,7 +91,10 @@ def test_every_generated_operation_gets_a_proper_answer_and_the_feed_keeps_up(
     fuzzed_server: Server,
 ) -> None:
     with httpx.Client(base_url=fuzzed_server.url, timeout=ANSWER_DEADLINE) as client:
-        known = _seed(client)
+        admin = fuzzed_server.headers(Role.ADMIN, subject="fuzz-admin")
+        known = _seed(client, admin)
+        callers = _callers(fuzzed_server, known)
+        sent: Counter[str] = Counter()
         log = _LogTail(fuzzed_server.log)
         failures = fuzzed_server.log.parent / "fuzz-failures.jsonl"
 
@@ -103,11 +114,16 @@ def test_every_generated_operation_gets_a_proper_answer_and_the_feed_keeps_up(
         @given(operation=operations(known))
         def answers_properly(operation: Operation) -> None:
             log.skip()
+            sent[operation.caller] += 1
             try:
                 response = client.post(
                     "/graphql",
                     content=operation.body(),
-                    headers={"content-type": "application/json", "accept": "application/json"},
+                    headers={
+                        "content-type": "application/json",
+                        "accept": "application/json",
+                        **callers[operation.caller],
+                    },
                 )
             except httpx.TransportError as error:
                 # A timeout past the deadline, or a connection the server dropped.
@@ -132,13 +148,31 @@ def test_every_generated_operation_gets_a_proper_answer_and_the_feed_keeps_up(
         try:
             answers_properly()
         finally:
-            behind = _read_models_behind(client)
+            behind = _read_models_behind(client, admin)
             print(f"read models behind their head after the fuzzing: {behind}")
+            print(f"operations sent per caller: {dict(sent)}")
+        if EXAMPLES >= 100:  # enough for every caller to be drawn (fuzz_operations.CALLERS)
+            assert sent.keys() == set(CALLERS), f"a caller never sent anything: {sent}"
         assert not behind, f"the feed stalled: {behind}\nserver log:\n{log.all()[-5000:]}"
         assert client.get("/healthz").status_code == 200
 
 
-def _seed(client: httpx.Client) -> Known:
+def _callers(server: Server, known: Known) -> dict[str, dict[str, str]]:
+    """The Authorization of each of `CALLERS` (none for anonymous)."""
+    callers = {
+        "admin": server.headers(Role.ADMIN, subject="fuzz-admin"),
+        "staff": server.headers(Role.STAFF, subject="fuzz-staff"),
+        "customer": server.headers(
+            Role.CUSTOMER, customer_id=known.customers[0], subject="fuzz-customer"
+        ),
+        "newcomer": server.headers(Role.CUSTOMER, subject="fuzz-newcomer"),
+        "anonymous": {},
+    }
+    assert callers.keys() == set(CALLERS)
+    return callers
+
+
+def _seed(client: httpx.Client, admin: dict[str, str]) -> Known:
     """Products, customers and orders, whose ids, skus and emails the fuzzing reuses;
     several of each, so that one discontinued or erased does not end every path."""
     known = Known()
@@ -146,6 +180,7 @@ def _seed(client: httpx.Client) -> Known:
     for n in range(5):
         created = _mutate(
             client,
+            admin,
             "createProduct",
             "CreateProductInput",
             {"sku": f"FUZZ-{n}", "name": f"Fuzz {n}", "price": 250 * 10**n, "currency": "EUR"}
@@ -157,6 +192,7 @@ def _seed(client: httpx.Client) -> Known:
     for n in range(2):
         registered = _mutate(
             client,
+            admin,
             "registerCustomer",
             "RegisterCustomerInput",
             {"email": f"fuzz{n}@example.com", "name": f"Fuzz {n}"},
@@ -166,6 +202,7 @@ def _seed(client: httpx.Client) -> Known:
         known.emails.append(f"fuzz{n}@example.com")
         placed = _mutate(
             client,
+            admin,
             "placeOrder",
             "PlaceOrderInput",
             {"customerId": known.customers[-1], "lines": [{"sku": "FUZZ-0", "quantity": 1}]},
@@ -177,26 +214,35 @@ def _seed(client: httpx.Client) -> Known:
 
 
 def _mutate(
-    client: httpx.Client, name: str, input_type: str, value: dict[str, Any], selection: str
+    client: httpx.Client,
+    admin: dict[str, str],
+    name: str,
+    input_type: str,
+    value: dict[str, Any],
+    selection: str,
 ) -> dict[str, Any]:
     document = (
         f"mutation($input: {input_type}!) {{ {name}(input: $input) {{ __typename "
         f"... on Error {{ code message }} "
         f"... on {name[0].upper()}{name[1:]}Success {{ consistencyToken {selection} }} }} }}"
     )
-    response = client.post("/graphql", json={"query": document, "variables": {"input": value}})
+    response = client.post(
+        "/graphql", json={"query": document, "variables": {"input": value}}, headers=admin
+    )
     result: dict[str, Any] = response.json()["data"][name]
     assert result["__typename"].endswith("Success"), result
     return result
 
 
-def _read_models_behind(client: httpx.Client) -> list[dict[str, Any]]:
+def _read_models_behind(client: httpx.Client, admin: dict[str, str]) -> list[dict[str, Any]]:
     """The read models still short of the write side's head once the deadline passes."""
     deadline = time.monotonic() + CATCH_UP_DEADLINE
     while True:
         try:
             response = client.post(
-                "/graphql", json={"query": "{ readModel { projections { name position head } } }"}
+                "/graphql",
+                json={"query": "{ readModel { projections { name position head } } }"},
+                headers=admin,
             )
             projections = response.json()["data"]["readModel"]["projections"]
             behind = [p for p in projections if p["position"] < p["head"]]
@@ -209,7 +255,8 @@ def _read_models_behind(client: httpx.Client) -> list[dict[str, Any]]:
 
 def _record(failures: Path, operation: Operation, answer: str) -> None:
     with failures.open("a") as out:
-        out.write(json.dumps({"body": operation.body().decode(), "answer": answer[:2000]}) + "\n")
+        record = {"caller": operation.caller, "body": operation.body().decode()}
+        out.write(json.dumps(record | {"answer": answer[:2000]}) + "\n")
 
 
 class _LogTail:

@@ -1,6 +1,9 @@
 """Hostile documents against the running service: the fragment bomb is refused
 with its code and freezes nobody, introspection still works, and an operation
-that outlives its deadline answers DEADLINE_EXCEEDED."""
+that outlives its deadline answers DEADLINE_EXCEEDED.
+
+Every request carries an admin's token: the documents' size and the deadline are
+what is refused here, never the caller's right to `readModel` or a mutation."""
 
 from __future__ import annotations
 
@@ -36,7 +39,9 @@ def codes(body: dict[str, Any]) -> set[str]:
 
 
 def post(server: Server, query: str, timeout: float = ANSWER_WITHIN) -> httpx.Response:
-    return httpx.post(f"{server.url}/graphql", json={"query": query}, timeout=timeout)
+    return httpx.post(
+        f"{server.url}/graphql", json={"query": query}, headers=server.headers(), timeout=timeout
+    )
 
 
 def test_the_fragment_bomb_is_refused_with_its_codes_at_every_depth(server: Server) -> None:
@@ -54,7 +59,9 @@ def test_the_fragment_bomb_is_refused_with_its_codes_at_every_depth(server: Serv
 async def test_health_and_other_queries_answer_while_the_bomb_is_sent_in_a_loop(
     server: Server,
 ) -> None:
-    async with httpx.AsyncClient(base_url=server.url, timeout=ANSWER_WITHIN) as client:
+    async with httpx.AsyncClient(
+        base_url=server.url, timeout=ANSWER_WITHIN, headers=server.headers()
+    ) as client:
         stop = asyncio.Event()
         refused = 0
 

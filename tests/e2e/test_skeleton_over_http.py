@@ -13,8 +13,12 @@ pytestmark = pytest.mark.elasticsearch
 
 
 def graphql(server: Server, query: str, **variables: Any) -> dict[str, Any]:
+    """As an admin: every layer, not the access rules, is what this file proves."""
     response = httpx.post(
-        f"{server.url}/graphql", json={"query": query, "variables": variables}, timeout=30
+        f"{server.url}/graphql",
+        json={"query": query, "variables": variables},
+        headers=server.headers(),
+        timeout=30,
     )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

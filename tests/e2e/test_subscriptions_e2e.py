@@ -5,6 +5,10 @@
 HTTP mutations, and notifications come out over WebSockets through gql, on both
 protocols. On PostgreSQL the worker runs alone and two API processes share the
 database, so a notification crosses processes by LISTEN/NOTIFY (and the poll).
+
+Every client here is an admin (a token signed with the deployment's local key): the
+`changes` feed and the mutations are staff work; who may hear what is
+tests/e2e/test_identity.py's and the policy tests' subject.
 """
 
 from __future__ import annotations
@@ -157,7 +161,7 @@ def notes_of(writes: Iterable[Written]) -> list[dict[str, Any]]:
 
 @asynccontextmanager
 async def http_client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=server.headers()) as http:
         yield http
 
 
@@ -195,7 +199,11 @@ def ws_url(server: Server) -> str:
 async def ws_session(server: Server, protocol: str) -> AsyncIterator[AsyncClientSession]:
     """A gql session over one WebSocket that speaks `protocol` and nothing else."""
     transport = WebsocketsTransport(
-        url=ws_url(server), subprotocols=[protocol], connect_timeout=10, close_timeout=10
+        url=ws_url(server),
+        subprotocols=[protocol],
+        init_payload=server.init_payload(),
+        connect_timeout=10,
+        close_timeout=10,
     )
     client = Client(transport=transport, fetch_schema_from_transport=False, execute_timeout=30)
     async with client as session:
@@ -427,6 +435,7 @@ async def test_a_thousand_subscribe_and_disconnect_cycles_leave_no_subscriber_or
     variables = {"id": product.id, "after": str(product.position - 1)}
     expected = product.as_note()
     subscribe = {"query": PRODUCT_CHANGED, "variables": variables}
+    init = json.dumps({"type": "connection_init", "payload": server.init_payload()})
 
     async def with_gql(protocol: str) -> None:
         # The client's own way out: `complete` (or `stop`), then the close handshake.
@@ -438,14 +447,14 @@ async def test_a_thousand_subscribe_and_disconnect_cycles_leave_no_subscriber_or
     async def dropping_at_once() -> None:
         # Subscribe and hang up straight away: the server may not have started it yet.
         async with websockets.connect(ws_url(server), subprotocols=[TRANSPORT_WS]) as ws:
-            await ws.send(json.dumps({"type": "connection_init"}))
+            await ws.send(init)
             assert json.loads(await ws.recv())["type"] == "connection_ack"
             await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
 
     async def dropping_mid_stream() -> None:
         # Hear one notification, then close the socket without saying `stop`.
         async with websockets.connect(ws_url(server), subprotocols=[LEGACY_WS]) as ws:
-            await ws.send(json.dumps({"type": "connection_init"}))
+            await ws.send(init)
             assert json.loads(await ws.recv())["type"] == "connection_ack"
             await ws.send(json.dumps({"id": "1", "type": "start", "payload": subscribe}))
             while (message := json.loads(await ws.recv()))["type"] == "ka":

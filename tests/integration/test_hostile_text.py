@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import BicameralGraphQL, create_app
+from api.app import create_app
+from api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalSigningKey
 from api.bootstrap import Bicameral
-from api.context import Context
+from api.identity import Role
 from domain.rules import MAX_PRICE
-from tests.identities import ADMIN
 from writemodel import outbox
 
 pytestmark = pytest.mark.elasticsearch
@@ -224,16 +224,24 @@ class Client:
 
 
 @pytest.fixture
-async def client(app: Bicameral, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Client]:
-    # Every mutation here needs staff rights. Until HTTP requests carry tokens
-    # (api/auth), the view's context is an admin's; with tokens, send an
-    # admin's `Authorization: Bearer` header instead.
-    async def as_admin(view: BicameralGraphQL, request: Any, response: Any) -> Context:
-        return Context(app=view.bicameral, request=request, response=response, identity=ADMIN)
-
-    monkeypatch.setattr(BicameralGraphQL, "get_context", as_admin)
+async def client(app: Bicameral) -> AsyncIterator[Client]:
+    """As an admin, whose token the app's local key (in its DATA_DIR) signs: every
+    mutation here must reach its field checks, past the access rules."""
+    settings = app.settings
+    token = LocalSigningKey.load_or_create(settings.data_dir).token(
+        role=Role.ADMIN,
+        subject="tests",
+        issuer=settings.auth_issuer or LOCAL_ISSUER,
+        audience=settings.auth_audience or LOCAL_AUDIENCE,
+        role_claim=settings.auth_role_claim,
+        customer_claim=settings.auth_customer_claim,
+    )
     transport = httpx.ASGITransport(app=create_app(bicameral=app))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as http:
         yield Client(http, app)
 
 
