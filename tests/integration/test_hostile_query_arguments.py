@@ -25,6 +25,7 @@ from api.schema import build_schema
 from domain import commands as c
 from readmodel.queries import encode_cursor
 from tests.identities import ADMIN
+from writemodel.access import SYSTEM
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -57,11 +58,14 @@ async def shop(app: Bicameral) -> dict[str, str]:
             category="kitchen",
             tags=("steel",),
             initial_stock=5,
-        )
+        ),
+        actor=SYSTEM,
     )
-    customer = await app.commands.execute(c.RegisterCustomer("ann@example.com", "Ann Lee"))
+    customer = await app.commands.execute(
+        c.RegisterCustomer("ann@example.com", "Ann Lee"), actor=SYSTEM
+    )
     order = await app.commands.execute(
-        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("K-1", 1),))
+        c.PlaceOrder(customer.snapshot["id"], (c.OrderLineRequest("K-1", 1),)), actor=SYSTEM
     )
     await app.worker.run_until_caught_up()
     return {

@@ -18,6 +18,7 @@ from api.identity import ANONYMOUS, Identity
 from api.schema import build_schema
 from domain import commands as c
 from tests.identities import STAFF, customer
+from writemodel.access import SYSTEM
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -36,20 +37,28 @@ class Shop:
 @pytest.fixture
 async def shop(app: Bicameral) -> Shop:
     await app.commands.execute(
-        c.CreateProduct(sku="I-1", name="Iron kettle", price=1000, currency="EUR", initial_stock=50)
+        c.CreateProduct(
+            sku="I-1", name="Iron kettle", price=1000, currency="EUR", initial_stock=50
+        ),
+        actor=SYSTEM,
     )
     draft = await app.commands.execute(
-        c.CreateProduct(sku="I-2", name="Iron kestrel", price=5000, currency="EUR", status="draft")
+        c.CreateProduct(sku="I-2", name="Iron kestrel", price=5000, currency="EUR", status="draft"),
+        actor=SYSTEM,
     )
-    ann = (await app.commands.execute(c.RegisterCustomer("ann@example.com", "Ann"))).snapshot
-    bob = (await app.commands.execute(c.RegisterCustomer("bob@example.com", "Bob"))).snapshot
+    ann = (
+        await app.commands.execute(c.RegisterCustomer("ann@example.com", "Ann"), actor=SYSTEM)
+    ).snapshot
+    bob = (
+        await app.commands.execute(c.RegisterCustomer("bob@example.com", "Bob"), actor=SYSTEM)
+    ).snapshot
     placed: dict[str, list[str]] = {ann["id"]: [], bob["id"]: []}
     for who, quantity in ((ann, 1), (bob, 2), (bob, 3), (ann, 4), (bob, 5)):
         order = await app.commands.execute(
-            c.PlaceOrder(who["id"], (c.OrderLineRequest("I-1", quantity),))
+            c.PlaceOrder(who["id"], (c.OrderLineRequest("I-1", quantity),)), actor=SYSTEM
         )
         placed[who["id"]].append(order.snapshot["id"])
-    await app.commands.execute(c.PayOrder(placed[bob["id"]][0]))
+    await app.commands.execute(c.PayOrder(placed[bob["id"]][0]), actor=SYSTEM)
     await app.worker.run_until_caught_up()
     await app.hub.pump()
     return Shop(ann["id"], bob["id"], placed[ann["id"]], placed[bob["id"]], draft.snapshot["id"])

@@ -35,6 +35,7 @@ from api.policy import POLICY
 from api.schema import build_schema
 from domain import commands as c
 from tests.identities import ADMIN, STAFF, customer
+from writemodel.access import SYSTEM
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -76,11 +77,12 @@ class World:
 @pytest.fixture
 async def world(app: Bicameral) -> World:
     product = await app.commands.execute(
-        c.CreateProduct(sku="M-1", name="Matrix", price=100, currency="EUR", initial_stock=5)
+        c.CreateProduct(sku="M-1", name="Matrix", price=100, currency="EUR", initial_stock=5),
+        actor=SYSTEM,
     )
-    person = await app.commands.execute(c.RegisterCustomer("m@example.com", "Em"))
+    person = await app.commands.execute(c.RegisterCustomer("m@example.com", "Em"), actor=SYSTEM)
     order = await app.commands.execute(
-        c.PlaceOrder(person.snapshot["id"], (c.OrderLineRequest("M-1", 1),))
+        c.PlaceOrder(person.snapshot["id"], (c.OrderLineRequest("M-1", 1),)), actor=SYSTEM
     )
     await app.worker.run_until_caught_up()
     await app.hub.pump()  # the hub's frontier: subscriptions replay up to it
