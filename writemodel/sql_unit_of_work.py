@@ -14,6 +14,8 @@ each row would be built, and its cache key computed, on every command.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -221,12 +223,44 @@ class SqlOrders(OrderRepository):
         )
 
 
+# SQLite has one writer at a time. Commands of one process queue for it here, in
+# order and holding nothing, rather than each taking a pooled connection and
+# sleeping in SQLite's busy handler until the write lock comes free: sixteen
+# concurrent writers then held the whole pool and a seventeenth request timed out
+# waiting for a connection. Other processes still meet the busy timeout.
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _writer_gate(engine: AsyncEngine) -> asyncio.Lock | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    return _SQLITE_WRITERS.setdefault(engine.sync_engine, asyncio.Lock())
+
+
 class SqlUnitOfWork(UnitOfWork):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.conn: AsyncConnection | None = None
+        self._gate = _writer_gate(engine)
+        self._holding = False
 
     async def __aenter__(self) -> SqlUnitOfWork:
+        if self._gate is not None:
+            await self._gate.acquire()
+            self._holding = True
+        try:
+            await self._open()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def _release(self) -> None:
+        if self._gate is not None and self._holding:
+            self._holding = False
+            self._gate.release()
+
+    async def _open(self) -> None:
         try:
             self.conn = await self.engine.connect()
         except Exception as error:
@@ -246,7 +280,6 @@ class SqlUnitOfWork(UnitOfWork):
         self.stocks = SqlStocks(self.conn)
         self.customers = SqlCustomers(self.conn)
         self.orders = SqlOrders(self.conn)
-        return self
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         try:
@@ -256,7 +289,10 @@ class SqlUnitOfWork(UnitOfWork):
                 raise
             # A failed ROLLBACK must not hide the error that brought us here.
         finally:
-            await self._close()
+            try:
+                await self._close()
+            finally:
+                self._release()
         # The handler's loads run on this connection too, outside `commit`; a broken
         # connection or a timeout surfaces from them here, and COMMIT was never sent.
         meant = _before_commit(exc) if isinstance(exc, Exception) else None
