@@ -640,3 +640,67 @@ def test_serve_demo_prints_one_token_per_role_the_server_accepts(
         "admin": Role.ADMIN,
     }
     assert identities["customer"].customer_id == "demo-customer-1"
+
+
+# --- verified tokens are remembered, for a while ---
+
+
+class CountingKey(StaticKey):
+    """The local public key, counting how often a signature check asked for it."""
+
+    def __init__(self, public_key: Any) -> None:
+        super().__init__(public_key)
+        self.asked = 0
+
+    async def key_for(self, header: dict[str, Any]) -> Any:
+        self.asked += 1
+        return await super().key_for(header)
+
+
+async def test_a_token_sent_again_is_not_checked_again_until_a_minute_has_passed(
+    local_key: LocalSigningKey,
+) -> None:
+    keys = CountingKey(local_key.public_key)
+    now = [datetime.now(UTC).timestamp()]
+    checker = TokenVerifier(
+        keys, issuer=LOCAL_ISSUER, audience=LOCAL_AUDIENCE, clock=lambda: now[0]
+    )
+    token = sign(local_key, claims(exp=datetime.now(UTC) + timedelta(hours=1)))
+
+    first = await checker.identity(token)
+    again = await checker.identity(token)
+    now[0] += 61
+    later = await checker.identity(token)
+
+    assert first == again == later
+    assert keys.asked == 2  # once at first, once more after the minute
+
+
+async def test_a_remembered_token_is_checked_again_once_it_expires(
+    local_key: LocalSigningKey,
+) -> None:
+    keys = CountingKey(local_key.public_key)
+    expires = datetime.now(UTC) + timedelta(seconds=20)
+    now = [datetime.now(UTC).timestamp()]
+    checker = TokenVerifier(
+        keys, issuer=LOCAL_ISSUER, audience=LOCAL_AUDIENCE, clock=lambda: now[0]
+    )
+    token = sign(local_key, claims(exp=expires))
+
+    await checker.identity(token)
+    now[0] = expires.timestamp() + 1  # past `exp`, well within the minute
+    await checker.identity(token)  # PyJWT's own clock still says valid
+
+    assert keys.asked == 2
+
+
+async def test_a_refused_token_is_not_remembered(local_key: LocalSigningKey) -> None:
+    keys = CountingKey(local_key.public_key)
+    checker = TokenVerifier(keys, issuer=LOCAL_ISSUER, audience="someone-else")
+    token = sign(local_key, claims())
+
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            await checker.identity(token)
+
+    assert keys.asked == 2
