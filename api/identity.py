@@ -1,6 +1,6 @@
 """Who is calling: the identity every request and socket carries.
 
-The API turns a verified token (api/auth, issue 12) into an `Identity`; with no
+The API turns a verified token (api/auth) into an `Identity`; with no
 token the caller is `ANONYMOUS`. Everything that decides access (the policy
 table, the read side's row filters, the command layer's checks) reads this one
 type, never the token.
