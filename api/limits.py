@@ -83,6 +83,7 @@ __all__ = [
     "Measures",
     "measure_document",
     "measure_operation",
+    "remember",
 ]
 
 # Items a list without `first` is counted as holding (facets, tags, order lines...).
@@ -262,10 +263,18 @@ def measure_document(schema: GraphQLSchema, document: DocumentNode) -> dict[str 
         for d in document.definitions
         if isinstance(d, OperationDefinitionNode)
     }
-    _RECENT[key] = (document, schema, measures)
+    remember(schema, document, measures)
+    return measures
+
+
+def remember(
+    schema: GraphQLSchema, document: DocumentNode, measures: dict[str | None, Measures]
+) -> None:
+    """Keep `measures` for `document`, so the next `measure_document` of the same
+    document object (the cost report, after the validation rule) walks nothing."""
+    _RECENT[id(document)] = (document, schema, measures)
     if len(_RECENT) > _RECENT_SIZE:
         _RECENT.popitem(last=False)
-    return measures
 
 
 def measure_operation(

@@ -24,7 +24,7 @@ from graphql import (
 from graphql.validation.validate import ValidationAbortedError  # not re-exported
 
 from api.document_shape import profile, repetition, repetitions
-from api.limits import _NOTHING, _SATURATED, LIST_SIZE, Measures, _Measurer
+from api.limits import _NOTHING, _SATURATED, LIST_SIZE, Measures, _Measurer, remember
 
 __all__ = ["Limits", "limits_rule"]
 
@@ -102,13 +102,17 @@ def _document_refusals(
     measurer = _Measurer(schema, document)
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     errors = []
+    measures: dict[str | None, Measures] = {}
     for operation in operations:
         name = operation.name.value if operation.name else None
         where = f"Operation '{name}'" if name else "The operation"
+        measures[name] = measurer.operation(operation)
         errors += [
             GraphQLError(message, operation, extensions={"code": code})
-            for code, message in _refusals(measurer.operation(operation), limits, where)
+            for code, message in _refusals(measures[name], limits, where)
         ]
+    # The cost report reads the same measures after validation: walked once.
+    remember(schema, document, measures)
     # graphql-core's rules walk every fragment, used or not.
     for fragment in fragments:
         fields = measurer.measured.get(fragment.name.value, _NOTHING).fields

@@ -367,3 +367,22 @@ def test_the_deadline_is_read_from_request_timeout(monkeypatch: pytest.MonkeyPat
 
     assert Settings.from_env().request_timeout == 2.5
     assert Settings().request_timeout > Settings().consistency_timeout
+
+
+def test_the_cost_report_reads_the_measures_the_validation_rule_took(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from graphql import validate
+
+    from api.limits_rule import Limits, limits_rule
+
+    document = parse("query Q { products(first: 7) { totalCount } } query R { __typename }")
+    assert validate(GRAPHQL_SCHEMA, document, [limits_rule(Limits())]) == []
+
+    def walk_again(*_: Any) -> None:
+        raise AssertionError("the document was measured a second time")
+
+    monkeypatch.setattr(limits, "_Measurer", walk_again)
+    measured = measure_operation(GRAPHQL_SCHEMA, document, "Q")
+
+    assert measured is not None and measured.cost > 7
