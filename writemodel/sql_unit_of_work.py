@@ -1,61 +1,44 @@
 """The unit of work on SQLAlchemy: one connection, one transaction.
 
-Saves are optimistic: an UPDATE names the version it loaded, and a row that
-moved on since makes the whole unit of work fail with a ConcurrencyConflict,
-whatever the command expected. The database's constraints (unique sku and
-email, reserved within on-hand) stand behind the domain's rules; the unique
-sku is the only check that a new product's sku is free.
-
-Every statement is built once, at import, with bound parameters for what
-varies, and executed with plain values: SQLAlchemy compiles it once and finds
-it in its cache ever after, where a statement rebuilt with `.values(...)` for
-each row would be built, and its cache key computed, on every command.
+It orchestrates: each repository (writemodel.sql_repositories) saves what it
+handed out, the events go to the outbox, and the command's result is stored
+under its idempotency key, all in the transaction `__aenter__` began. Here
+live what the repositories share: the SQLite writer gate, and what a failure
+of the database means to the caller (a lost race, a taken sku, a connection
+that broke before or during COMMIT).
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Insert,
-    Select,
-    Table,
-    Update,
-    bindparam,
-    delete,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.customer import Customer
-from domain.errors import AlreadyExists, ConcurrencyConflict
-from domain.order import Order, OrderLine, OrderStatus
-from domain.product import Product, ProductStatus
-from domain.stock import Stock
+from domain.errors import AlreadyExists
 from writemodel import outbox
 from writemodel.access import Actor
 from writemodel.database import fault_kind
 from writemodel.outbox import as_utc
-from writemodel.tables import customers, idempotency_keys, order_lines, orders, products, stock
+from writemodel.sql_repositories import (
+    SqlCustomers,
+    SqlOrders,
+    SqlProducts,
+    SqlRepository,
+    SqlStocks,
+)
+from writemodel.tables import idempotency_keys
 from writemodel.unit_of_work import (
     CommitOutcomeUnknown,
     ConnectionLost,
-    CustomerRepository,
     IdempotencyRace,
-    OrderRepository,
-    ProductRepository,
     Remember,
     Remembered,
-    StockRepository,
     TransientConflict,
     UnitOfWork,
     WriteDatabaseUnavailable,
@@ -64,24 +47,7 @@ from writemodel.unit_of_work import (
 __all__ = ["SqlUnitOfWork"]
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else as_utc(value)
-
-
-# --- statements, built once (see above) ---
-
-_PRODUCT_BY_ID = select(products).where(products.c.id == bindparam("id"))
-_PRODUCT_BY_SKU = select(products).where(products.c.sku == bindparam("sku"))
-_STOCK_BY_ID = select(stock).where(stock.c.product_id == bindparam("id"))
-_CUSTOMER_BY_ID = select(customers).where(customers.c.id == bindparam("id"))
-_CUSTOMER_BY_EMAIL = select(customers.c.id).where(customers.c.email == bindparam("email"))
-_ORDER_BY_ID = select(orders).where(orders.c.id == bindparam("id"))
-_ORDER_LINES = (
-    select(order_lines)
-    .where(order_lines.c.order_id == bindparam("id"))
-    .order_by(order_lines.c.line_no)
-)
-_INSERT_ORDER_LINES = insert(order_lines)
+# The idempotency keys' statements, built once so SQLAlchemy's compiled cache serves them.
 _KEY = select(idempotency_keys).where(
     idempotency_keys.c.scope == bindparam("scope"), idempotency_keys.c.key == bindparam("key")
 )
@@ -94,133 +60,6 @@ _STORE_RESULT = update(idempotency_keys).where(
     idempotency_keys.c.scope == bindparam("where_scope"),
     idempotency_keys.c.key == bindparam("where_key"),
 )
-
-
-@dataclass(frozen=True)
-class _Saves:
-    """How one aggregate table is written: an INSERT of a new row, and an UPDATE
-    guarded by the version the unit of work loaded. Which columns they set comes
-    from the values they are executed with."""
-
-    key: str
-    insert: Insert
-    update: Update
-    # The row's version now: what a guarded UPDATE that matched nothing ran into.
-    version: Select[int]
-
-
-def _saves(table: Table, key: Column[str]) -> _Saves:
-    guarded = update(table).where(
-        key == bindparam("where_key"), table.c.version == bindparam("where_version")
-    )
-    version = select(table.c.version).where(key == bindparam("where_key"))
-    return _Saves(key.name, insert(table), guarded, version)
-
-
-_SAVES = {
-    products: _saves(products, products.c.id),
-    stock: _saves(stock, stock.c.product_id),
-    customers: _saves(customers, customers.c.id),
-    orders: _saves(orders, orders.c.id),
-}
-
-
-def _product(row: Row[Any]) -> Product:
-    return Product(
-        row.id,
-        row.version,
-        sku=row.sku,
-        name=row.name,
-        description=row.description,
-        category=row.category,
-        tags=list(row.tags),
-        price=row.price,
-        currency=row.currency,
-        status=ProductStatus(row.status),
-        created_at=_utc(row.created_at),
-    )
-
-
-class SqlProducts(ProductRepository):
-    def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__()
-        self.conn = conn
-
-    async def _load(self, id: str) -> Product | None:
-        row = (await self.conn.execute(_PRODUCT_BY_ID, {"id": id})).first()
-        return None if row is None else _product(row)
-
-    async def _load_by_sku(self, sku: str) -> Product | None:
-        row = (await self.conn.execute(_PRODUCT_BY_SKU, {"sku": sku})).first()
-        return None if row is None else _product(row)
-
-
-class SqlStocks(StockRepository):
-    def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__()
-        self.conn = conn
-
-    async def _load(self, id: str) -> Stock | None:
-        row = (await self.conn.execute(_STOCK_BY_ID, {"id": id})).first()
-        if row is None:
-            return None
-        return Stock(
-            row.product_id,
-            row.version,
-            on_hand=row.on_hand,
-            reserved=row.reserved,
-            units_sold=row.units_sold,
-        )
-
-
-class SqlCustomers(CustomerRepository):
-    def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__()
-        self.conn = conn
-
-    async def _load(self, id: str) -> Customer | None:
-        row = (await self.conn.execute(_CUSTOMER_BY_ID, {"id": id})).first()
-        if row is None:
-            return None
-        return Customer(row.id, row.version, email=row.email, name=row.name, erased=row.erased)
-
-    async def email_taken(self, email: str) -> bool:
-        if any(c.email == email for c in self.seen.values()):
-            return True
-        found = await self.conn.execute(_CUSTOMER_BY_EMAIL, {"email": email})
-        return found.first() is not None
-
-
-class SqlOrders(OrderRepository):
-    def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__()
-        self.conn = conn
-
-    async def _load(self, id: str) -> Order | None:
-        row = (await self.conn.execute(_ORDER_BY_ID, {"id": id})).first()
-        if row is None:
-            return None
-        lines = await self.conn.execute(_ORDER_LINES, {"id": id})
-        return Order(
-            row.id,
-            row.version,
-            customer_id=row.customer_id,
-            lines=[
-                OrderLine(
-                    product_id=ln.product_id,
-                    sku=ln.sku,
-                    quantity=ln.quantity,
-                    unit_price=ln.unit_price,
-                )
-                for ln in lines
-            ],
-            currency=row.currency,
-            status=OrderStatus(row.status),
-            placed_at=_utc(row.placed_at),
-            paid_at=_utc(row.paid_at),
-            shipped_at=_utc(row.shipped_at),
-            cancelled_at=_utc(row.cancelled_at),
-        )
 
 
 # SQLite has one writer at a time. Commands of one process queue for it here, in
@@ -238,6 +77,11 @@ def _writer_gate(engine: AsyncEngine) -> asyncio.Lock | None:
 
 
 class SqlUnitOfWork(UnitOfWork):
+    products: SqlProducts
+    stocks: SqlStocks
+    customers: SqlCustomers
+    orders: SqlOrders
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.conn: AsyncConnection | None = None
@@ -330,83 +174,8 @@ class SqlUnitOfWork(UnitOfWork):
                 # First, so that a concurrent request with the same key waits here
                 # and then fails as an idempotency race, not on a unique sku.
                 await self._remember(remember, now)
-            for product in _by_id(self.products.seen):
-                await self._save(
-                    product,
-                    products,
-                    self.products,
-                    {
-                        "sku": product.sku,
-                        "name": product.name,
-                        "description": product.description,
-                        "category": product.category,
-                        "tags": product.tags,
-                        "price": product.price,
-                        "currency": product.currency,
-                        "status": product.status.value,
-                        "created_at": product.created_at or now,
-                    },
-                    now,
-                )
-            for item in _by_id(self.stocks.seen):
-                await self._save(
-                    item,
-                    stock,
-                    self.stocks,
-                    {
-                        "on_hand": item.on_hand,
-                        "reserved": item.reserved,
-                        "units_sold": item.units_sold,
-                    },
-                    now,
-                )
-            for customer in _by_id(self.customers.seen):
-                await self._save(
-                    customer,
-                    customers,
-                    self.customers,
-                    {
-                        "email": customer.email,
-                        "name": customer.name,
-                        "erased": customer.erased,
-                        "created_at": now,
-                    },
-                    now,
-                )
-            for customer_id in self.erased_customers():
-                await outbox.forget(conn, "Customer", customer_id)
-            for order in _by_id(self.orders.seen):
-                await self._save(
-                    order,
-                    orders,
-                    self.orders,
-                    {
-                        "customer_id": order.customer_id,
-                        "status": order.status.value,
-                        "currency": order.currency,
-                        "total": order.total,
-                        "placed_at": order.placed_at or now,
-                        "paid_at": order.paid_at,
-                        "shipped_at": order.shipped_at,
-                        "cancelled_at": order.cancelled_at,
-                    },
-                    now,
-                )
-                if order.id in self.orders.new:
-                    await conn.execute(
-                        _INSERT_ORDER_LINES,
-                        [
-                            {
-                                "order_id": order.id,
-                                "line_no": i,
-                                "product_id": ln.product_id,
-                                "sku": ln.sku,
-                                "quantity": ln.quantity,
-                                "unit_price": ln.unit_price,
-                            }
-                            for i, ln in enumerate(order.lines)
-                        ],
-                    )
+            for repository in self._saving():
+                await repository.save(now)
             # Last, so the outbox append lock is held for as short a time as can be.
             position = await outbox.append(
                 conn, self.pending_events(), correlation_id=correlation_id, now=now, actor=actor
@@ -414,14 +183,7 @@ class SqlUnitOfWork(UnitOfWork):
             if position is None:
                 position, _ = await outbox.head(conn)
             if remember is not None:
-                await conn.execute(
-                    _STORE_RESULT,
-                    {
-                        "where_scope": remember.scope,
-                        "where_key": remember.key,
-                        "result": {**remember.result, "position": position},
-                    },
-                )
+                await self._store_result(remember, position)
             committing = True
             await conn.commit()
         except IntegrityError as error:
@@ -451,41 +213,10 @@ class SqlUnitOfWork(UnitOfWork):
                 aggregate.pending.clear()
         return position
 
-    async def _save(
-        self,
-        aggregate: Any,
-        table: Table,
-        repo: Any,
-        values: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        conn = self.connection
-        saves = _SAVES[table]
-        if aggregate.id in repo.new:
-            created = {saves.key: aggregate.id, "version": aggregate.version, "updated_at": now}
-            await conn.execute(saves.insert, {**created, **values})
-            return
-        loaded = repo.loaded_versions[aggregate.id]
-        if aggregate.version == loaded:
-            return  # untouched
-        values.pop("created_at", None)
-        result = await conn.execute(
-            saves.update,
-            {
-                "where_key": aggregate.id,
-                "where_version": loaded,
-                "version": aggregate.version,
-                "updated_at": now,
-                **values,
-            },
-        )
-        if result.rowcount != 1:
-            # Another transaction committed a newer version first. Each statement
-            # reads what is committed by its start (READ COMMITTED; on SQLite the
-            # write lock makes this unreachable), so this one sees that version;
-            # None only if the row is gone, which no command does.
-            actual = (await conn.execute(saves.version, {"where_key": aggregate.id})).scalar()
-            raise ConcurrencyConflict(type(aggregate).__name__, aggregate.id, loaded, actual)
+    def _saving(self) -> tuple[SqlRepository[Any], ...]:
+        # Tables in this order, rows in id order within each (SqlRepository.save):
+        # two commits lock shared rows in one order, so neither deadlocks the other.
+        return (self.products, self.stocks, self.customers, self.orders)
 
     def _new_skus(self) -> set[str]:
         return {self.products.seen[id].sku for id in self.products.new}
@@ -522,11 +253,15 @@ class SqlUnitOfWork(UnitOfWork):
             },
         )
 
-
-def _by_id(seen: dict[str, Any]) -> list[Any]:
-    """Aggregates in id order: two commits that touch the same rows lock them in one
-    order, so they wait for each other instead of deadlocking."""
-    return [seen[id] for id in sorted(seen)]
+    async def _store_result(self, remember: Remember, position: int) -> None:
+        await self.connection.execute(
+            _STORE_RESULT,
+            {
+                "where_scope": remember.scope,
+                "where_key": remember.key,
+                "result": {**remember.result, "position": position},
+            },
+        )
 
 
 # PostgreSQL's serialization_failure and deadlock_detected: the transaction lost a

@@ -97,6 +97,15 @@ class CustomerRepository(Repository[Customer]):
     @abstractmethod
     async def email_taken(self, email: str) -> bool: ...
 
+    def erased(self) -> list[str]:
+        """Customers erased in this unit of work, by id: their save forgets their
+        stored events' data (outbox.forget) in the same transaction."""
+        return sorted(
+            customer.id
+            for customer in self.seen.values()
+            if any(isinstance(event, CustomerErased) for _, event in customer.pending)
+        )
+
 
 class OrderRepository(Repository[Order]):
     pass
@@ -177,11 +186,7 @@ class UnitOfWork(ABC):
     def erased_customers(self) -> list[str]:
         """Customers erased in this unit of work: `commit` forgets their stored events'
         data (outbox.forget) in the same transaction."""
-        return sorted(
-            customer.id
-            for customer in self.customers.seen.values()
-            if any(isinstance(event, CustomerErased) for _, event in customer.pending)
-        )
+        return self.customers.erased()
 
     @abstractmethod
     async def commit(

@@ -20,10 +20,12 @@ from sqlalchemy.pool import NullPool
 
 from domain import commands as c
 from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, NotFound
+from domain.stock import Stock
 from writemodel import outbox
 from writemodel.access import SYSTEM
 from writemodel.outbox import StoredEvent
 from writemodel.service import CommandOutcome, CommandService, IdempotencyKeyReused
+from writemodel.sql_repositories import SqlStocks
 from writemodel.sql_unit_of_work import SqlUnitOfWork
 from writemodel.tables import (
     customers,
@@ -713,6 +715,19 @@ class Rendezvous:
             pass  # the other is blocked on a lock we hold: there is no meeting to wait for
 
 
+class StocksMeetingAfterTheFirstRow(SqlStocks):
+    def __init__(self, conn: AsyncConnection, rendezvous: Rendezvous) -> None:
+        super().__init__(conn)
+        self.rendezvous = rendezvous
+        self.met = False
+
+    async def _save(self, item: Stock, now: datetime) -> None:
+        await super()._save(item, now)
+        if not self.met:
+            self.met = True
+            await self.rendezvous.meet()
+
+
 class MeetingAfterTheFirstStockRow(SqlUnitOfWork):
     """Holds a commit after its first stock row is written, until another one gets there too.
 
@@ -723,13 +738,11 @@ class MeetingAfterTheFirstStockRow(SqlUnitOfWork):
     def __init__(self, engine: AsyncEngine, rendezvous: Rendezvous) -> None:
         super().__init__(engine)
         self.rendezvous = rendezvous
-        self.met = False
 
-    async def _save(self, aggregate: Any, table: Any, *args: Any) -> None:
-        await super()._save(aggregate, table, *args)
-        if table is stock and not self.met:
-            self.met = True
-            await self.rendezvous.meet()
+    async def __aenter__(self) -> SqlUnitOfWork:
+        await super().__aenter__()
+        self.stocks = StocksMeetingAfterTheFirstRow(self.connection, self.rendezvous)
+        return self
 
 
 async def test_concurrent_orders_naming_products_in_opposite_order_both_succeed(

@@ -13,13 +13,14 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 import strawberry
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import Request
 
 import writemodel.database
@@ -28,10 +29,12 @@ from api.context import Context
 from api.metrics import metrics_endpoint
 from api.schema import build_schema
 from api.settings import Settings
+from domain.product import Product
 from tests.identities import ADMIN
 from tools import pg_server
 from writemodel.database import create_engine
 from writemodel.migrate import migrate
+from writemodel.sql_repositories import SqlProducts
 from writemodel.sql_unit_of_work import SqlUnitOfWork
 from writemodel.tables import products
 
@@ -387,6 +390,20 @@ async def test_a_lock_timeout_answers_write_database_unavailable_and_writes_noth
         await engine.dispose()
 
 
+class ProductsWrittenByAnotherFirst(SqlProducts):
+    def __init__(self, conn: AsyncConnection, other: AsyncEngine) -> None:
+        super().__init__(conn)
+        self.other = other
+
+    async def _save(self, product: Product, now: datetime) -> None:
+        async with self.other.begin() as conn:
+            await conn.execute(
+                text("UPDATE products SET version = version + 1 WHERE id = :id"),
+                {"id": product.id},
+            )
+        await super()._save(product, now)
+
+
 class ConcurrentWriterBeforeTheSave(SqlUnitOfWork):
     """Another transaction commits a newer version of the row just before this unit
     of work saves it: the race a guarded UPDATE loses at commit, made certain."""
@@ -395,14 +412,10 @@ class ConcurrentWriterBeforeTheSave(SqlUnitOfWork):
         super().__init__(engine)
         self.other = other
 
-    async def _save(self, aggregate: Any, table: Any, *args: Any) -> None:
-        if table is products:
-            async with self.other.begin() as conn:
-                await conn.execute(
-                    text("UPDATE products SET version = version + 1 WHERE id = :id"),
-                    {"id": aggregate.id},
-                )
-        await super()._save(aggregate, table, *args)
+    async def __aenter__(self) -> SqlUnitOfWork:
+        await super().__aenter__()
+        self.products = ProductsWrittenByAnotherFirst(self.connection, self.other)
+        return self
 
 
 @pytest.mark.postgres

@@ -276,7 +276,9 @@ class FakeUnitOfWork(UnitOfWork):
                 continue  # untouched
             stored = table.get(aggregate.id)
             if stored is None or stored.version != loaded:
-                raise ConcurrencyConflict(type(aggregate).__name__, aggregate.id, loaded, -1)
+                # The version it ran into, as SqlUnitOfWork reports it (None: the row is gone).
+                actual = None if stored is None else stored.version
+                raise ConcurrencyConflict(type(aggregate).__name__, aggregate.id, loaded, actual)
             yield aggregate
 
     @staticmethod
