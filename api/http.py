@@ -161,6 +161,12 @@ class GraphQLView(GraphQL[Context, None]):
             response = _refusal_response(error)
         await response(scope, receive, send)
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A persisted query over GET sends its hash or id and no `query`: not a visit.
+        params = request.query_params
+        persisted = "extensions" in params or "documentId" in params
+        return not persisted and super().should_render_graphql_ide(request)
+
     def decode_json(self, data: str | bytes) -> object:
         return load_json(data)  # also decodes every WebSocket message
 
