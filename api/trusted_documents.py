@@ -13,7 +13,7 @@ looks like a sha256 must be the sha256 of its text, so a stale manifest fails at
 start-up rather than answering with the wrong operation.
 
 `python -m api.trusted_documents FOLDER [-o manifest.json]` writes a plain manifest
-from a folder of `.graphql` files (`make trusted-documents`).
+from a folder of `.graphql` files.
 """
 
 from __future__ import annotations
