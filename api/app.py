@@ -22,6 +22,7 @@ from api.bootstrap import Bicameral, build
 from api.context import Context
 from api.http import GraphQLView
 from api.metrics import metrics_endpoint
+from api.persisted import PersistedDocuments
 from api.schema import build_schema
 from api.settings import Settings
 from api.shutdown import exit_after_signal
@@ -91,6 +92,7 @@ def create_app(
         keep_alive_interval=15,
         max_body_bytes=settings.max_body_bytes,
         verifier=verifier_for(settings),
+        persisted=PersistedDocuments.from_settings(settings),
         # Pages on these origins may open a WebSocket too (non-browser clients send no Origin).
         allowed_origins=list(settings.allowed_origins),
     )

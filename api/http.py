@@ -27,6 +27,7 @@ from strawberry.types.graphql import OperationType
 from api.auth import InvalidToken, KeysUnavailable, TokenVerifier, bearer_token, connection_token
 from api.context import Context
 from api.identity import ANONYMOUS, Identity
+from api.persisted import PersistedDocuments
 from api.requests import (
     RequestRefused,
     UnreadableJson,
@@ -110,12 +111,19 @@ class GraphQLView(GraphQL[Context, None]):
     graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(
-        self, *, max_body_bytes: int, verifier: TokenVerifier | None = None, **kwargs: Any
+        self,
+        *,
+        max_body_bytes: int,
+        verifier: TokenVerifier | None = None,
+        persisted: PersistedDocuments | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.max_body_bytes = max_body_bytes
         # None: no tokens are taken, every caller is anonymous (a view without accounts).
         self.verifier = verifier
+        # Persisted queries and trusted documents (api/persisted.py); APQ with defaults.
+        self.persisted = persisted or PersistedDocuments.default()
 
     async def request_identity(self, authorization: str | None) -> Identity:
         """Who an HTTP request's `Authorization` header names: ANONYMOUS without one;
@@ -153,6 +161,12 @@ class GraphQLView(GraphQL[Context, None]):
             response = _refusal_response(error)
         await response(scope, receive, send)
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A persisted query over GET sends its hash or id and no `query`: not a visit.
+        params = request.query_params
+        persisted = "extensions" in params or "documentId" in params
+        return not persisted and super().should_render_graphql_ide(request)
+
     def decode_json(self, data: str | bytes) -> object:
         return load_json(data)  # also decodes every WebSocket message
 
@@ -174,6 +188,7 @@ class GraphQLView(GraphQL[Context, None]):
                     415, "UNSUPPORTED_MEDIA_TYPE", "Send the request as application/json"
                 )
             data = self.parse_json(await request.get_body())
+        data = self.persisted.expand(data)  # a persisted query's hash or id: its document
         query, variables, operation_name, extensions = request_fields(data)
         return GraphQLRequestData(
             query=query,
@@ -193,6 +208,7 @@ class GraphQLView(GraphQL[Context, None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         assert request_data.query is not None  # request_fields saw to it
+        self.persisted.admit(request_data.query, context.identity)  # trusted documents
         operation = select_operation(request_data.query, request_data.operation_name)
         if operation is OperationType.SUBSCRIPTION:
             # Strawberry ran it like a query and failed inside the resolver.
@@ -206,7 +222,7 @@ class GraphQLView(GraphQL[Context, None]):
             raise RequestRefused(
                 405, "METHOD_NOT_ALLOWED", "Mutations need POST", headers={"Allow": "POST"}
             )
-        return await super().execute_single(
+        result = await super().execute_single(
             request=request,
             request_adapter=request_adapter,
             sub_response=sub_response,
@@ -214,3 +230,9 @@ class GraphQLView(GraphQL[Context, None]):
             root_value=root_value,
             request_data=request_data,
         )
+        cache = self.persisted.cache_control(
+            request_adapter.method, request_data.extensions, context.identity, result
+        )
+        if cache:
+            sub_response.headers.update(cache)
+        return result

@@ -98,6 +98,14 @@ class Settings:
     auth_default_role: str = "customer"
     # Claim holding a customer's id; without it the id derives from `iss` and `sub`.
     auth_customer_claim: str = "customer_id"
+    # Documents each API process remembers for automatic persisted queries (LRU); 0: APQ off.
+    persisted_queries: int = 1000
+    # Longest document (characters) a client may register as a persisted query; longer gets 413.
+    persisted_query_max_chars: int = 20_000
+    # Seconds shared caches may keep an anonymous answer to a persisted query over GET; 0: none.
+    persisted_query_max_age: int = 5
+    # Manifest (JSON) of the only documents to run; empty: any document (docs/graphql.md).
+    trusted_documents: str = ""
     # Port of the local Elasticsearch node that `bicameral search-node` manages.
     search_node_port: int = 9200
     # Log level of the service's loggers and uvicorn's (debug, info, warning, error).
@@ -112,6 +120,14 @@ class Settings:
             ("shutdown_timeout", self.shutdown_timeout >= 0, "0 or more"),
             ("feed_batch_size", self.feed_batch_size >= 1, "at least 1"),
             ("subscriber_queue_size", self.subscriber_queue_size >= 1, "at least 1"),
+            ("persisted_queries", self.persisted_queries >= 0, "0 (off) or more"),
+            ("persisted_query_max_chars", self.persisted_query_max_chars >= 1, "at least 1"),
+            ("persisted_query_max_age", self.persisted_query_max_age >= 0, "0 or more"),
+            (
+                "trusted_documents",
+                not self.trusted_documents or Path(self.trusted_documents).is_file(),
+                "the path of a manifest file",
+            ),
             ("budget_per_minute", self.budget_per_minute >= 0, "0 (off) or more"),
             ("budget_staff_multiplier", self.budget_staff_multiplier >= 1, "at least 1"),
             ("feed_poll_interval", 0 < self.feed_poll_interval < math.inf, "above 0"),

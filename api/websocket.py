@@ -31,6 +31,8 @@ from strawberry.types.graphql import OperationType
 
 from api.auth import InvalidToken, KeysUnavailable
 from api.context import Context
+from api.identity import Identity
+from api.persisted import PersistedDocuments
 from api.requests import RequestRefused, request_fields, select_operation
 
 __all__ = ["LegacyWSHandler", "TransportWSHandler"]
@@ -58,12 +60,20 @@ def _coded(error: dict[str, Any]) -> dict[str, Any]:
     return error
 
 
-def _refusal(payload: object) -> dict[str, Any] | None:
+def _refusal(
+    payload: object, persisted: PersistedDocuments, identity: Identity
+) -> dict[str, Any] | None:
     """Why an operation sent over a WebSocket is refused before it starts, as a formatted
     error; None when the schema may run it. A syntax error is answered here: strawberry's
-    parser cache raises it outside the stream, and the operation just completed."""
+    parser cache raises it outside the stream, and the operation just completed.
+    A persisted query's document is filled into `payload` in place, where strawberry
+    reads it (api/persisted.py)."""
     try:
+        expanded = persisted.expand(payload)
+        if isinstance(payload, dict) and isinstance(expanded, dict):
+            payload.update(expanded)
         query, _, operation_name, _ = request_fields(payload)
+        persisted.admit(query, identity)
         operation = select_operation(query, operation_name)
     except RequestRefused as refused:
         return refused.formatted
@@ -157,7 +167,7 @@ class TransportWSHandler(_SocketIdentity, BaseGraphQLTransportWSHandler[Context,
 
     async def handle_subscribe(self, message: Any) -> None:
         if self.connection_acknowledged and message["id"] not in self.operations:
-            refusal = _refusal(message["payload"])
+            refusal = _refusal(message["payload"], self.view.persisted, self.context.identity)
             if refusal is not None:
                 await self.send_message(
                     {"id": message["id"], "type": "error", "payload": [refusal]}
@@ -218,7 +228,7 @@ class LegacyWSHandler(_SocketIdentity, BaseGraphQLWSHandler[Context, None]):
         if "id" not in message:
             return  # nothing to answer to
         if self.connection_acknowledged:
-            refusal = _refusal(message.get("payload"))
+            refusal = _refusal(message.get("payload"), self.view.persisted, self.context.identity)
             if refusal is not None:
                 await self.send_message({"type": "error", "id": message["id"], "payload": refusal})
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ __all__ = [
     "GraphQLFailure",
     "http_client",
     "post",
+    "post_persisted",
 ]
 
 # Every field of a product: the answer carries what the raw search's _source does.
@@ -77,6 +79,27 @@ async def post(
     client: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any]
 ) -> dict[str, Any]:
     response = await client.post(url, json={"query": query, "variables": variables})
+    response.raise_for_status()
+    answer: dict[str, Any] = response.json()
+    if answer.get("errors"):
+        raise GraphQLFailure(str(answer["errors"])[:300])
+    data: dict[str, Any] = answer["data"]
+    return data
+
+
+async def post_persisted(
+    client: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    """As Apollo's persisted-query link sends it: the hash alone and, when the service
+    answers PERSISTED_QUERY_NOT_FOUND (404), the hash with the query, which registers it."""
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    body: dict[str, Any] = {
+        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}},
+        "variables": variables,
+    }
+    response = await client.post(url, json=body)
+    if response.status_code == 404:
+        response = await client.post(url, json={**body, "query": query})
     response.raise_for_status()
     answer: dict[str, Any] = response.json()
     if answer.get("errors"):

@@ -6,13 +6,18 @@
    `readmodel.queries.product_search` builds (the baseline), and the bare
    Starlette endpoint over HTTP (how much of the gap is the HTTP hop); then
    what parsing and validating the query costs when no cache answers, as a
-   share of the in-process time (`bench.validation`).
+   share of the in-process time (`bench.validation`). Beside them, in the same
+   rotation: the persisted query over HTTP (Apollo's automatic persisted query,
+   the hash alone), and the same search sent as a document no cache has seen
+   (a unique comment each time), which pays the parse and validation the hash
+   skips.
 2. Throughput at concurrency 16 over HTTP: `/graphql` against the bare
    Starlette endpoint doing the same search, in alternating rounds.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,8 +27,8 @@ import httpx
 from elasticsearch import AsyncElasticsearch
 
 from api.identity import Identity, Role
-from bench import validation
-from bench.graphql import PRODUCTS, GraphQLFailure, http_client, post
+from bench import persisted, validation
+from bench.graphql import PRODUCTS, GraphQLFailure, http_client, post, post_persisted
 from bench.load import closed_loop
 from bench.report import Figure, Target
 from bench.services import cpu_seconds
@@ -73,6 +78,17 @@ def _variants(
     async def graphql_http(word: str) -> None:
         _check_graphql(await post(api, setup.api_url + "/graphql", PRODUCTS, {"search": word}))
 
+    async def graphql_http_persisted(word: str) -> None:
+        data = await post_persisted(api, setup.api_url + "/graphql", PRODUCTS, {"search": word})
+        _check_graphql(data)
+
+    unseen = itertools.count()
+
+    async def graphql_http_unseen(word: str) -> None:
+        # Another text each time: the parse and validation caches never answer.
+        query = f"{PRODUCTS}\n# {next(unseen)}"
+        _check_graphql(await post(api, setup.api_url + "/graphql", query, {"search": word}))
+
     async def graphql_in_process(word: str) -> None:
         result = await schema.execute(
             PRODUCTS,
@@ -97,6 +113,8 @@ def _variants(
 
     return {
         "graphql_http": graphql_http,
+        "graphql_http_persisted": graphql_http_persisted,
+        "graphql_http_unseen": graphql_http_unseen,
         "graphql_in_process": graphql_in_process,
         "raw_search": raw,
         "bare_starlette_http": bare_http,
@@ -141,9 +159,37 @@ async def latency(setup: QuerySetup, requests: int, *, warmup: int = 20) -> list
                     details=details if name == "graphql_http" and q == "p50" else {},
                 )
             )
+    hashed = dist["graphql_http_persisted"]
+    for baseline, label, note in (
+        (
+            "graphql_http",
+            "GraphQL over HTTP, the same text each time (caches warm)",
+            "what the hash saves beyond the caches: the text's JSON decoding and lookups",
+        ),
+        (
+            "graphql_http_unseen",
+            "GraphQL over HTTP, a text no cache has seen (parse + validate)",
+            "a hash lookup should cost less than a parse",
+        ),
+    ):
+        figures.append(
+            Figure(
+                path="1",
+                measure=f"query latency p50, persisted query over HTTP / {label}",
+                system=hashed.p50,
+                baseline=dist[baseline].p50,
+                unit="ms",
+                target=None,  # the search and its noise dominate; bench.persisted has the target
+                system_is="POST /graphql with extensions.persistedQuery.sha256Hash alone "
+                "(registered on the first request, as Apollo's link does)",
+                baseline_is=f"POST /graphql with the query text; {note}",
+                details={"p99_ms": {"persisted": hashed.p99, baseline: dist[baseline].p99}},
+            )
+        )
     # After the interleaved samples, so that it takes nothing from their machine.
     checks = await validation.probe(setup.app, PRODUCTS, {"search": setup.words[0]})
     figures.append(validation.figure(PRODUCTS, checks, dist["graphql_in_process"].p50))
+    figures.extend(await persisted.figures(setup.app, max(requests, 200)))
     hop = dist["bare_starlette_http"]
     figures.append(
         Figure(
