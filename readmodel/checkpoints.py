@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from readmodel.quarantine import Refusal, settle
-from writemodel.outbox import as_utc
+from writemodel.database import as_utc, read_only
 from writemodel.tables import checkpoints
 
 __all__ = ["Checkpoint", "Checkpoints"]
@@ -53,8 +53,7 @@ class Checkpoints:
                     pass  # created by another worker meanwhile
 
     async def get(self, name: str) -> Checkpoint:
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             row = (
                 await conn.execute(select(checkpoints).where(checkpoints.c.name == name))
             ).first()
@@ -69,8 +68,7 @@ class Checkpoints:
         )
 
     async def all(self) -> list[Checkpoint]:
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             rows = await conn.execute(select(checkpoints).order_by(checkpoints.c.name))
             return [
                 Checkpoint(

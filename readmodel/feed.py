@@ -49,6 +49,7 @@ from readmodel.projections import Projection
 from readmodel.quarantine import Quarantine, Refusal
 from readmodel.setup import ensure_indexes, start_afresh
 from writemodel import outbox
+from writemodel.database import read_only
 from writemodel.outbox import StoredEvent
 
 __all__ = ["Applied", "FeedWorker", "ProjectionLag"]
@@ -318,8 +319,7 @@ class FeedWorker:
     ) -> _Prepared | None:
         """Read the events after the lowest of `positions` and build what each
         projection in `held` makes of those past its own; None when there are none."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             batch = await outbox.read_after(conn, min(positions.values()), size, payload=False)
             if not batch:
                 return None
@@ -412,8 +412,7 @@ class FeedWorker:
     async def lag(self) -> list[ProjectionLag]:
         """Per projection: where it is, where the outbox is, and how far behind."""
         now = self.clock()
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             head, _ = await outbox.head(conn)
             figures = []
             for projection in self.projections:

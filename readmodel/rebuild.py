@@ -108,6 +108,7 @@ from readmodel.setup import (
     physical_indexes,
 )
 from writemodel import outbox
+from writemodel.database import read_only
 
 __all__ = ["Progress", "RebuildError", "RebuildResult", "abandon", "rebuild"]
 
@@ -238,8 +239,7 @@ def _projection(worker: FeedWorker, name: str) -> Projection:
 
 
 async def _head(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         position, _ = await outbox.head(conn)
         return position
 
@@ -298,8 +298,7 @@ async def _drop_building(
 
 
 async def _count(engine: AsyncEngine, projection: Projection) -> int:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         return await projection.count(conn)
 
 
@@ -308,8 +307,7 @@ async def _page(
 ) -> tuple[str, list[Action]] | None:
     """The page of the load after id `after`: its last id and its actions; None past the end."""
     # One short read per page: no transaction held open for the whole load.
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         ids = await projection.all_ids(conn, after, page_size)
         if not ids:
             return None
