@@ -15,7 +15,8 @@ from elasticsearch import AsyncElasticsearch
 
 from api.settings import Settings
 from readmodel.checkpoints import Checkpoints
-from readmodel.feed import Applied, FeedWorker, ProjectionLag
+from readmodel.feed import Applied, FeedWorker
+from readmodel.lag import ProjectionLag, read_lag
 from readmodel.notifications import APPLIED_CHANNEL, ChangeHub
 from readmodel.progress import Progress
 from readmodel.projections import default_projections
@@ -55,10 +56,13 @@ class Bicameral:
             index_prefix=settings.index_prefix,
             progress=self.progress,
         )
+        projections = default_projections()
+        # The read models' names, as the lag, the hub and the worker know them.
+        self.read_models = [p.name for p in projections]
         self.worker = FeedWorker(
             self.engine,
             self.search,
-            default_projections(),
+            projections,
             index_prefix=settings.index_prefix,
             batch_size=settings.feed_batch_size,
             poll_interval=settings.feed_poll_interval,
@@ -72,7 +76,7 @@ class Bicameral:
         self.hub = ChangeHub(
             self.engine,
             self.checkpoints,
-            [p.name for p in self.worker.projections],
+            self.read_models,
             queue_size=settings.subscriber_queue_size,
             poll_interval=settings.feed_poll_interval,
         )
@@ -150,10 +154,10 @@ class Bicameral:
         """Each projection's lag, read from the write database in a few short reads;
         WriteDatabaseUnavailable when it cannot be read.
 
-        Callers that ask while a read is under way share it: the read holds up to
-        two pooled connections, and `readModel` is open to every client, so twenty
-        at once would otherwise take the whole pool (each holding one, waiting for
-        a second). Its answer is at most one read older than the question."""
+        Callers that ask while a read is under way share it: the read holds a
+        pooled connection, and `readModel` is open to every client, so twenty at
+        once would otherwise take twenty. Its answer is at most one read older than
+        the question."""
         if self._lag is None or self._lag.done():
             self._lag = asyncio.ensure_future(self._read_lag())
             # Retrieved here too, so a read whose callers all gave up logs nothing.
@@ -163,7 +167,7 @@ class Bicameral:
 
     async def _read_lag(self) -> list[ProjectionLag]:
         try:
-            return await self.worker.lag()
+            return await read_lag(self.engine, self.read_models, self.now())
         except WriteDatabaseUnavailable:
             raise
         except Exception as error:

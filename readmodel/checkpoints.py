@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from readmodel.quarantine import Refusal, settle
 from writemodel.database import as_utc, read_only
 from writemodel.tables import checkpoints
 
-__all__ = ["Checkpoint", "Checkpoints"]
+__all__ = ["Checkpoint", "Checkpoints", "read_all"]
 
 
 @dataclass(frozen=True)
@@ -69,17 +69,7 @@ class Checkpoints:
 
     async def all(self) -> list[Checkpoint]:
         async with read_only(self.engine) as conn:
-            rows = await conn.execute(select(checkpoints).order_by(checkpoints.c.name))
-            return [
-                Checkpoint(
-                    r.name,
-                    r.position,
-                    as_utc(r.updated_at),
-                    r.owner,
-                    None if r.lease_until is None else as_utc(r.lease_until),
-                )
-                for r in rows
-            ]
+            return await read_all(conn)
 
     async def reached(self, names: Sequence[str]) -> int:
         """The position every one of `names` has applied and made searchable (one query;
@@ -166,3 +156,19 @@ class Checkpoints:
                 .where(checkpoints.c.name == name)
                 .values(position=position, updated_at=now)
             )
+
+
+async def read_all(conn: AsyncConnection) -> list[Checkpoint]:
+    """Every checkpoint, by name, read on the caller's connection (so a reader
+    that also needs the outbox, readmodel/lag.py, holds one connection, not two)."""
+    rows = await conn.execute(select(checkpoints).order_by(checkpoints.c.name))
+    return [
+        Checkpoint(
+            r.name,
+            r.position,
+            as_utc(r.updated_at),
+            r.owner,
+            None if r.lease_until is None else as_utc(r.lease_until),
+        )
+        for r in rows
+    ]

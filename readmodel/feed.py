@@ -52,7 +52,7 @@ from writemodel import outbox
 from writemodel.database import read_only
 from writemodel.outbox import StoredEvent
 
-__all__ = ["Applied", "FeedWorker", "ProjectionLag"]
+__all__ = ["Applied", "FeedWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,6 @@ class Applied:
     events: list[StoredEvent]
     # The checkpoint it reached: every event up to here is applied.
     position: int
-
-
-@dataclass(frozen=True)
-class ProjectionLag:
-    name: str
-    position: int
-    head: int
-    lag_events: int
-    lag_seconds: float
-    owner: str | None
 
 
 Listener = Callable[[Applied], Awaitable[None]]
@@ -408,28 +398,6 @@ class FeedWorker:
         async with asyncio.timeout(timeout):
             while await self.run_once():
                 pass
-
-    async def lag(self) -> list[ProjectionLag]:
-        """Per projection: where it is, where the outbox is, and how far behind."""
-        now = self.clock()
-        async with read_only(self.engine) as conn:
-            head, _ = await outbox.head(conn)
-            figures = []
-            for projection in self.projections:
-                checkpoint = await self.checkpoints.get(projection.name)
-                oldest = await outbox.read_after(conn, checkpoint.position, 1)
-                seconds = (now - oldest[0].occurred_at).total_seconds() if oldest else 0.0
-                figures.append(
-                    ProjectionLag(
-                        projection.name,
-                        checkpoint.position,
-                        head,
-                        max(0, head - checkpoint.position),
-                        max(0.0, seconds),
-                        checkpoint.owner,
-                    )
-                )
-            return figures
 
 
 def _transactions(batch: list[StoredEvent]) -> dict[int, tuple[int, ...]]:
