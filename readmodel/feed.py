@@ -47,7 +47,7 @@ from readmodel.bulk import BulkWriter, Refused, Write
 from readmodel.checkpoints import Checkpoints
 from readmodel.projections import Projection
 from readmodel.quarantine import Quarantine, Refusal
-from readmodel.setup import ensure_indexes, start_afresh
+from readmodel.setup import prepare
 from writemodel import outbox
 from writemodel.database import read_only
 from writemodel.outbox import StoredEvent
@@ -202,8 +202,12 @@ class FeedWorker:
     async def run_once(self) -> int:
         """One cycle over the projections this worker holds; the events it read."""
         if not self._indexes_ready:
-            await ensure_indexes(self.client, self.index_prefix)
-            await self._forget_documents_of_another_database()
+            await prepare(
+                self.client,
+                self.index_prefix,
+                self.checkpoints,
+                {p.name: p.index for p in self.projections},
+            )
             self._indexes_ready = True
         held = [p for p in self.projections if p.name in await self._hold_leases()]
         if not held:
@@ -372,26 +376,6 @@ class FeedWorker:
         held = await self.checkpoints.hold(names, self.owner, now, self.lease)
         self._held = {name: now + self.lease for name in held}
         return held
-
-    async def _forget_documents_of_another_database(self) -> None:
-        """An index with documents, for a write database no worker ever projected
-        (no checkpoint row), holds another database's documents: a wiped SQLite
-        file, say, beside a node that kept its data. Elasticsearch is never the
-        source of truth, so it starts afresh and the feed fills it from 0."""
-        for projection in self.projections:
-            if (await self.checkpoints.get(projection.name)).updated_at is not None:
-                continue
-            alias = projection.index.alias(self.index_prefix)
-            held = (await self.client.count(index=alias))["count"]
-            if held:
-                fresh = await start_afresh(self.client, self.index_prefix, projection.index)
-                log.warning(
-                    "%s held %d documents this write database never projected; now %s "
-                    "serves, filled from the outbox",
-                    alias,
-                    held,
-                    fresh,
-                )
 
     async def run_until_caught_up(self, timeout: float = 60.0) -> None:
         """Apply batches until every projection has reached the outbox head."""
