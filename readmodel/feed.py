@@ -137,11 +137,6 @@ class FeedWorker:
         self._prefetch: asyncio.Task[_Prepared | None] | None = None
         self._rows_ready = False  # the checkpoints' rows exist
 
-    @property
-    def running(self) -> bool:
-        """True while `run()` drives this worker (a rebuild then leaves it to the loop)."""
-        return self._running
-
     def wake(self) -> None:
         """New events may be there: look now instead of at the next poll."""
         self._wakeup.set()
@@ -382,6 +377,29 @@ class FeedWorker:
         async with asyncio.timeout(timeout):
             while await self.run_once():
                 pass
+
+    async def catch_up(self, name: str, position: int) -> int:
+        """Until projection `name`'s checkpoint has reached `position`; where it got
+        (a rebuild's step (d), readmodel/rebuild.py). No deadline: the caller sets one.
+
+        Drives this worker here unless a live loop holds the lease: another worker
+        (its lease is live and not ours), or this very worker running its loop in a
+        task of its own; then it polls the checkpoint. Two drivers of one worker
+        would only duplicate writes (harmless) and log a lost lease (misleading),
+        hence the care.
+        """
+        while True:
+            checkpoint = await self.checkpoints.get(name)
+            if checkpoint.position >= position:
+                return checkpoint.position
+            lease = checkpoint.lease_until
+            live = checkpoint.owner is not None and lease is not None and lease > self.clock()
+            ours = checkpoint.owner == self.owner
+            if self._running or (live and not ours):
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if not await self.run_once():
+                await asyncio.sleep(self.poll_interval)
 
 
 def _transactions(batch: list[StoredEvent]) -> dict[int, tuple[int, ...]]:

@@ -88,6 +88,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -188,7 +189,7 @@ async def rebuild(
         # old index may still hold (a retry clears them), never a document missing
         # from the serving index unrecorded.
         async with engine.begin() as conn:
-            await settle(conn, {name}, refusals, {}, worker.clock())
+            await settle(conn, {name}, refusals, {}, _now())
         log.warning(
             "%s: %d documents refused by Elasticsearch, quarantined; the new index goes "
             "live without them (`bicameral readmodel quarantine list`)",
@@ -197,7 +198,7 @@ async def rebuild(
         )
     await _swap(client, prefix, index, target, old)
     log.info("%s now served by %s", name, target)
-    await _supersede_served(client, worker.quarantine, name, target, worker)
+    await _supersede_served(client, Quarantine(engine), name, target)
     await asyncio.sleep(retire_after)
     await _retire(client, prefix, index, target)
     return RebuildResult(
@@ -222,6 +223,10 @@ async def abandon(client: AsyncElasticsearch, prefix: str, name: str) -> str | N
 
 def _silent(loaded: int, total: int) -> None:
     pass
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _definition(name: str) -> IndexDefinition:
@@ -394,7 +399,6 @@ async def _supersede_served(
     store: Quarantine,
     name: str,
     target: str,
-    worker: FeedWorker,
 ) -> None:
     """After the swap: the entries of `name` whose document the new index holds at
     the entry's version or newer are superseded, whichever index they were
@@ -406,7 +410,7 @@ async def _supersede_served(
         for start in range(0, len(ids), _LOOKUP):
             found = await client.mget(index=target, ids=ids[start : start + _LOOKUP], source=False)
             present |= {doc["_id"]: doc["_version"] for doc in found["docs"] if doc.get("found")}
-        done = await store.supersede(name, present, worker.clock()) if present else []
+        done = await store.supersede(name, present, _now()) if present else []
     except Exception:
         # The new index is live: failing the rebuild now would tell the operator
         # the old one still serves. The entries stay, and a retry clears them.
@@ -425,25 +429,11 @@ async def _catch_up(
 ) -> int:
     """Step (d): until the projection's checkpoint has reached `position`; where it got.
 
-    Drives `worker` here unless a live loop holds the lease: another worker
-    (its lease is live and not ours), or this very worker running its loop in
-    a task of its own (`worker.running`). Two drivers of one worker would only
-    duplicate writes (harmless) and log a lost lease (misleading), hence the care.
-    """
+    The worker drives itself here or waits for whichever loop holds the lease
+    (`FeedWorker.catch_up`); the deadline is the rebuild's."""
     try:
         async with asyncio.timeout(timeout):
-            while True:
-                checkpoint = await checkpoints.get(name)
-                if checkpoint.position >= position:
-                    return checkpoint.position
-                lease = checkpoint.lease_until
-                live = checkpoint.owner is not None and lease is not None and lease > worker.clock()
-                ours = checkpoint.owner == worker.owner
-                if worker.running or (live and not ours):
-                    await asyncio.sleep(worker.poll_interval)
-                    continue
-                if not await worker.run_once():
-                    await asyncio.sleep(worker.poll_interval)
+            return await worker.catch_up(name, position)
     except TimeoutError:
         reached = (await checkpoints.get(name)).position
         raise RebuildError(
