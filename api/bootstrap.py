@@ -23,7 +23,8 @@ from readmodel.projections import default_projections
 from readmodel.reader import Reader
 from readmodel.setup import ensure_indexes
 from readmodel.wakeup import PostgresWakeup
-from writemodel.database import create_engine, is_database_fault, is_postgres
+from writemodel import outbox
+from writemodel.database import create_engine, is_database_fault, is_postgres, read_only
 from writemodel.outbox import NOTIFY_CHANNEL
 from writemodel.service import CommandService
 from writemodel.sql_unit_of_work import SqlUnitOfWork
@@ -149,6 +150,26 @@ class Bicameral:
         await self.progress.stop()
         await self.search.close()
         await self.engine.dispose()
+
+    async def readiness(self) -> dict[str, str]:
+        """What keeps this process from serving, by dependency (empty: ready): the
+        write database answers a read of the outbox, and Elasticsearch's cluster is
+        not red. Each gets 3 seconds; the problem says what failed (for /readyz)."""
+        problems: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(3):
+                async with read_only(self.engine) as conn:
+                    await outbox.head(conn)
+        except Exception as error:
+            problems["write_database"] = f"{type(error).__name__}: {error}"[:300]
+        try:
+            async with asyncio.timeout(3):
+                health = await self.search.cluster.health()
+            if health["status"] == "red":
+                problems["elasticsearch"] = "cluster health is red"
+        except Exception as error:
+            problems["elasticsearch"] = f"{type(error).__name__}: {error}"[:300]
+        return problems
 
     async def lag(self) -> list[ProjectionLag]:
         """Each projection's lag, read from the write database in a few short reads;
