@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -51,20 +49,7 @@ async def _healthz(_: Request) -> Response:
 
 def _readyz(app: Bicameral) -> Any:
     async def readyz(_: Request) -> Response:
-        problems: dict[str, str] = {}
-        try:
-            async with asyncio.timeout(3):
-                async with app.engine.connect() as conn:
-                    await conn.execute(text("SELECT position FROM events LIMIT 1"))
-        except Exception as error:
-            problems["write_database"] = f"{type(error).__name__}: {error}"[:300]
-        try:
-            async with asyncio.timeout(3):
-                health = await app.search.cluster.health()
-            if health["status"] == "red":
-                problems["elasticsearch"] = "cluster health is red"
-        except Exception as error:
-            problems["elasticsearch"] = f"{type(error).__name__}: {error}"[:300]
+        problems = await app.readiness()
         if problems:
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})

@@ -15,14 +15,16 @@ from elasticsearch import AsyncElasticsearch
 
 from api.settings import Settings
 from readmodel.checkpoints import Checkpoints
-from readmodel.feed import Applied, FeedWorker, ProjectionLag
+from readmodel.feed import Applied, FeedWorker
+from readmodel.lag import ProjectionLag, read_lag
 from readmodel.notifications import APPLIED_CHANNEL, ChangeHub
 from readmodel.progress import Progress
 from readmodel.projections import default_projections
 from readmodel.reader import Reader
 from readmodel.setup import ensure_indexes
 from readmodel.wakeup import PostgresWakeup
-from writemodel.database import create_engine, is_database_fault, is_postgres
+from writemodel import outbox
+from writemodel.database import create_engine, is_database_fault, is_postgres, read_only
 from writemodel.outbox import NOTIFY_CHANNEL
 from writemodel.service import CommandService
 from writemodel.sql_unit_of_work import SqlUnitOfWork
@@ -55,10 +57,13 @@ class Bicameral:
             index_prefix=settings.index_prefix,
             progress=self.progress,
         )
+        projections = default_projections()
+        # The read models' names, as the lag, the hub and the worker know them.
+        self.read_models = [p.name for p in projections]
         self.worker = FeedWorker(
             self.engine,
             self.search,
-            default_projections(),
+            projections,
             index_prefix=settings.index_prefix,
             batch_size=settings.feed_batch_size,
             poll_interval=settings.feed_poll_interval,
@@ -72,7 +77,7 @@ class Bicameral:
         self.hub = ChangeHub(
             self.engine,
             self.checkpoints,
-            [p.name for p in self.worker.projections],
+            self.read_models,
             queue_size=settings.subscriber_queue_size,
             poll_interval=settings.feed_poll_interval,
         )
@@ -146,14 +151,34 @@ class Bicameral:
         await self.search.close()
         await self.engine.dispose()
 
+    async def readiness(self) -> dict[str, str]:
+        """What keeps this process from serving, by dependency (empty: ready): the
+        write database answers a read of the outbox, and Elasticsearch's cluster is
+        not red. Each gets 3 seconds; the problem says what failed (for /readyz)."""
+        problems: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(3):
+                async with read_only(self.engine) as conn:
+                    await outbox.head(conn)
+        except Exception as error:
+            problems["write_database"] = f"{type(error).__name__}: {error}"[:300]
+        try:
+            async with asyncio.timeout(3):
+                health = await self.search.cluster.health()
+            if health["status"] == "red":
+                problems["elasticsearch"] = "cluster health is red"
+        except Exception as error:
+            problems["elasticsearch"] = f"{type(error).__name__}: {error}"[:300]
+        return problems
+
     async def lag(self) -> list[ProjectionLag]:
         """Each projection's lag, read from the write database in a few short reads;
         WriteDatabaseUnavailable when it cannot be read.
 
-        Callers that ask while a read is under way share it: the read holds up to
-        two pooled connections, and `readModel` is open to every client, so twenty
-        at once would otherwise take the whole pool (each holding one, waiting for
-        a second). Its answer is at most one read older than the question."""
+        Callers that ask while a read is under way share it: the read holds a
+        pooled connection, and `readModel` is open to every client, so twenty at
+        once would otherwise take twenty. Its answer is at most one read older than
+        the question."""
         if self._lag is None or self._lag.done():
             self._lag = asyncio.ensure_future(self._read_lag())
             # Retrieved here too, so a read whose callers all gave up logs nothing.
@@ -163,7 +188,7 @@ class Bicameral:
 
     async def _read_lag(self) -> list[ProjectionLag]:
         try:
-            return await self.worker.lag()
+            return await read_lag(self.engine, self.read_models, self.now())
         except WriteDatabaseUnavailable:
             raise
         except Exception as error:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from api.bootstrap import Bicameral
-from readmodel.feed import ProjectionLag
+from readmodel.lag import ProjectionLag
 from writemodel.database import is_database_fault
 from writemodel.unit_of_work import WriteDatabaseUnavailable
 

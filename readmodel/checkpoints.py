@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from readmodel.quarantine import Refusal, settle
-from writemodel.outbox import as_utc
+from writemodel.database import as_utc, read_only
 from writemodel.tables import checkpoints
 
-__all__ = ["Checkpoint", "Checkpoints"]
+__all__ = ["Checkpoint", "Checkpoints", "read_all"]
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,7 @@ class Checkpoints:
                     pass  # created by another worker meanwhile
 
     async def get(self, name: str) -> Checkpoint:
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             row = (
                 await conn.execute(select(checkpoints).where(checkpoints.c.name == name))
             ).first()
@@ -69,19 +68,8 @@ class Checkpoints:
         )
 
     async def all(self) -> list[Checkpoint]:
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
-            rows = await conn.execute(select(checkpoints).order_by(checkpoints.c.name))
-            return [
-                Checkpoint(
-                    r.name,
-                    r.position,
-                    as_utc(r.updated_at),
-                    r.owner,
-                    None if r.lease_until is None else as_utc(r.lease_until),
-                )
-                for r in rows
-            ]
+        async with read_only(self.engine) as conn:
+            return await read_all(conn)
 
     async def reached(self, names: Sequence[str]) -> int:
         """The position every one of `names` has applied and made searchable (one query;
@@ -168,3 +156,19 @@ class Checkpoints:
                 .where(checkpoints.c.name == name)
                 .values(position=position, updated_at=now)
             )
+
+
+async def read_all(conn: AsyncConnection) -> list[Checkpoint]:
+    """Every checkpoint, by name, read on the caller's connection (so a reader
+    that also needs the outbox, readmodel/lag.py, holds one connection, not two)."""
+    rows = await conn.execute(select(checkpoints).order_by(checkpoints.c.name))
+    return [
+        Checkpoint(
+            r.name,
+            r.position,
+            as_utc(r.updated_at),
+            r.owner,
+            None if r.lease_until is None else as_utc(r.lease_until),
+        )
+        for r in rows
+    ]

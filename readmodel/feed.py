@@ -47,11 +47,12 @@ from readmodel.bulk import BulkWriter, Refused, Write
 from readmodel.checkpoints import Checkpoints
 from readmodel.projections import Projection
 from readmodel.quarantine import Quarantine, Refusal
-from readmodel.setup import ensure_indexes, start_afresh
+from readmodel.setup import prepare
 from writemodel import outbox
+from writemodel.database import read_only
 from writemodel.outbox import StoredEvent
 
-__all__ = ["Applied", "FeedWorker", "ProjectionLag"]
+__all__ = ["Applied", "FeedWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +66,6 @@ class Applied:
     events: list[StoredEvent]
     # The checkpoint it reached: every event up to here is applied.
     position: int
-
-
-@dataclass(frozen=True)
-class ProjectionLag:
-    name: str
-    position: int
-    head: int
-    lag_events: int
-    lag_seconds: float
-    owner: str | None
 
 
 Listener = Callable[[Applied], Awaitable[None]]
@@ -146,11 +137,6 @@ class FeedWorker:
         self._prefetch: asyncio.Task[_Prepared | None] | None = None
         self._rows_ready = False  # the checkpoints' rows exist
 
-    @property
-    def running(self) -> bool:
-        """True while `run()` drives this worker (a rebuild then leaves it to the loop)."""
-        return self._running
-
     def wake(self) -> None:
         """New events may be there: look now instead of at the next poll."""
         self._wakeup.set()
@@ -211,8 +197,12 @@ class FeedWorker:
     async def run_once(self) -> int:
         """One cycle over the projections this worker holds; the events it read."""
         if not self._indexes_ready:
-            await ensure_indexes(self.client, self.index_prefix)
-            await self._forget_documents_of_another_database()
+            await prepare(
+                self.client,
+                self.index_prefix,
+                self.checkpoints,
+                {p.name: p.index for p in self.projections},
+            )
             self._indexes_ready = True
         held = [p for p in self.projections if p.name in await self._hold_leases()]
         if not held:
@@ -318,8 +308,7 @@ class FeedWorker:
     ) -> _Prepared | None:
         """Read the events after the lowest of `positions` and build what each
         projection in `held` makes of those past its own; None when there are none."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             batch = await outbox.read_after(conn, min(positions.values()), size, payload=False)
             if not batch:
                 return None
@@ -383,54 +372,34 @@ class FeedWorker:
         self._held = {name: now + self.lease for name in held}
         return held
 
-    async def _forget_documents_of_another_database(self) -> None:
-        """An index with documents, for a write database no worker ever projected
-        (no checkpoint row), holds another database's documents: a wiped SQLite
-        file, say, beside a node that kept its data. Elasticsearch is never the
-        source of truth, so it starts afresh and the feed fills it from 0."""
-        for projection in self.projections:
-            if (await self.checkpoints.get(projection.name)).updated_at is not None:
-                continue
-            alias = projection.index.alias(self.index_prefix)
-            held = (await self.client.count(index=alias))["count"]
-            if held:
-                fresh = await start_afresh(self.client, self.index_prefix, projection.index)
-                log.warning(
-                    "%s held %d documents this write database never projected; now %s "
-                    "serves, filled from the outbox",
-                    alias,
-                    held,
-                    fresh,
-                )
-
     async def run_until_caught_up(self, timeout: float = 60.0) -> None:
         """Apply batches until every projection has reached the outbox head."""
         async with asyncio.timeout(timeout):
             while await self.run_once():
                 pass
 
-    async def lag(self) -> list[ProjectionLag]:
-        """Per projection: where it is, where the outbox is, and how far behind."""
-        now = self.clock()
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
-            head, _ = await outbox.head(conn)
-            figures = []
-            for projection in self.projections:
-                checkpoint = await self.checkpoints.get(projection.name)
-                oldest = await outbox.read_after(conn, checkpoint.position, 1)
-                seconds = (now - oldest[0].occurred_at).total_seconds() if oldest else 0.0
-                figures.append(
-                    ProjectionLag(
-                        projection.name,
-                        checkpoint.position,
-                        head,
-                        max(0, head - checkpoint.position),
-                        max(0.0, seconds),
-                        checkpoint.owner,
-                    )
-                )
-            return figures
+    async def catch_up(self, name: str, position: int) -> int:
+        """Until projection `name`'s checkpoint has reached `position`; where it got
+        (a rebuild's step (d), readmodel/rebuild.py). No deadline: the caller sets one.
+
+        Drives this worker here unless a live loop holds the lease: another worker
+        (its lease is live and not ours), or this very worker running its loop in a
+        task of its own; then it polls the checkpoint. Two drivers of one worker
+        would only duplicate writes (harmless) and log a lost lease (misleading),
+        hence the care.
+        """
+        while True:
+            checkpoint = await self.checkpoints.get(name)
+            if checkpoint.position >= position:
+                return checkpoint.position
+            lease = checkpoint.lease_until
+            live = checkpoint.owner is not None and lease is not None and lease > self.clock()
+            ours = checkpoint.owner == self.owner
+            if self._running or (live and not ours):
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if not await self.run_once():
+                await asyncio.sleep(self.poll_interval)
 
 
 def _transactions(batch: list[StoredEvent]) -> dict[int, tuple[int, ...]]:

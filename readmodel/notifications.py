@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from readmodel.checkpoints import Checkpoints
 from writemodel import outbox
+from writemodel.database import read_only
 from writemodel.outbox import StoredEvent
 from writemodel.tables import orders
 
@@ -142,8 +143,7 @@ class ChangeHub:
 
     async def read(self, after: int, upto: int) -> tuple[list[Change], int]:
         """Changes in (after, upto], one page at most; and the position the page reached."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             events = [
                 e
                 for e in await outbox.read_after(conn, after, self.page, payload=False)

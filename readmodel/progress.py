@@ -35,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from writemodel import outbox
-from writemodel.database import is_database_fault
+from writemodel.database import is_database_fault, read_only
 from writemodel.tables import checkpoints
 from writemodel.unit_of_work import WriteDatabaseUnavailable
 
@@ -155,8 +155,7 @@ class Progress:
 
     async def read(self) -> None:
         """Every checkpoint and the outbox head, on one connection held for one read."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             rows = await conn.execute(select(checkpoints.c.name, checkpoints.c.position))
             found = {row.name: row.position for row in rows}
             head, _ = await outbox.head(conn)

@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from readmodel.bulk import BulkWriter, Write
 from readmodel.projections import Action, DeleteDocument, IndexDocument, Projection
 from writemodel import outbox
-from writemodel.outbox import as_utc
+from writemodel.database import as_utc, read_only
 from writemodel.tables import quarantine
 
 __all__ = ["Entry", "Quarantine", "Refusal", "RetryResult", "settle"]
@@ -208,8 +208,7 @@ class Quarantine:
         query = select(quarantine).order_by(quarantine.c.id)
         if ids is not None:
             query = query.where(quarantine.c.id.in_(sorted(ids)))
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             return [_entry(row) for row in await conn.execute(query)]
 
     async def counts(self) -> dict[str, int]:
@@ -217,8 +216,7 @@ class Quarantine:
 
         Documents, not entries: one document can have an entry per index it was
         refused by (the alias, a rebuild's `-next`, the index a rebuild built)."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             rows = await conn.execute(
                 select(quarantine.c.read_model, func.count(quarantine.c.document_id.distinct()))
                 .where(quarantine.c.superseded_at.is_(None))
@@ -228,8 +226,7 @@ class Quarantine:
 
     async def active(self, read_model: str) -> list[Entry]:
         """The entries of `read_model` not superseded, oldest first."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             rows = await conn.execute(
                 select(quarantine)
                 .where(quarantine.c.read_model == read_model, quarantine.c.superseded_at.is_(None))
@@ -274,8 +271,7 @@ class Quarantine:
         """The documents of `names` that the events at `position` (a consistency
         token: a command's last event) produced and Elasticsearch refused, still
         missing: the read has reached the token, without them."""
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             rows = await conn.execute(
                 select(quarantine)
                 .where(
@@ -320,8 +316,7 @@ class Quarantine:
                 wanted[entry.read_model].append(entry.document_id)
         # The head first, then the state: the state includes every event up to the
         # head, so the head is a version it may carry (readmodel/rebuild.py, step c).
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(sqlite_readonly=True)
+        async with read_only(self.engine) as conn:
             head, _ = await outbox.head(conn)
             writes = []
             for name, doc_ids in wanted.items():

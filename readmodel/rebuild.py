@@ -88,6 +88,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -108,6 +109,7 @@ from readmodel.setup import (
     physical_indexes,
 )
 from writemodel import outbox
+from writemodel.database import read_only
 
 __all__ = ["Progress", "RebuildError", "RebuildResult", "abandon", "rebuild"]
 
@@ -187,7 +189,7 @@ async def rebuild(
         # old index may still hold (a retry clears them), never a document missing
         # from the serving index unrecorded.
         async with engine.begin() as conn:
-            await settle(conn, {name}, refusals, {}, worker.clock())
+            await settle(conn, {name}, refusals, {}, _now())
         log.warning(
             "%s: %d documents refused by Elasticsearch, quarantined; the new index goes "
             "live without them (`bicameral readmodel quarantine list`)",
@@ -196,7 +198,7 @@ async def rebuild(
         )
     await _swap(client, prefix, index, target, old)
     log.info("%s now served by %s", name, target)
-    await _supersede_served(client, worker.quarantine, name, target, worker)
+    await _supersede_served(client, Quarantine(engine), name, target)
     await asyncio.sleep(retire_after)
     await _retire(client, prefix, index, target)
     return RebuildResult(
@@ -223,6 +225,10 @@ def _silent(loaded: int, total: int) -> None:
     pass
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _definition(name: str) -> IndexDefinition:
     try:
         return INDEXES[name]
@@ -238,8 +244,7 @@ def _projection(worker: FeedWorker, name: str) -> Projection:
 
 
 async def _head(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         position, _ = await outbox.head(conn)
         return position
 
@@ -298,8 +303,7 @@ async def _drop_building(
 
 
 async def _count(engine: AsyncEngine, projection: Projection) -> int:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         return await projection.count(conn)
 
 
@@ -308,8 +312,7 @@ async def _page(
 ) -> tuple[str, list[Action]] | None:
     """The page of the load after id `after`: its last id and its actions; None past the end."""
     # One short read per page: no transaction held open for the whole load.
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         ids = await projection.all_ids(conn, after, page_size)
         if not ids:
             return None
@@ -396,7 +399,6 @@ async def _supersede_served(
     store: Quarantine,
     name: str,
     target: str,
-    worker: FeedWorker,
 ) -> None:
     """After the swap: the entries of `name` whose document the new index holds at
     the entry's version or newer are superseded, whichever index they were
@@ -408,7 +410,7 @@ async def _supersede_served(
         for start in range(0, len(ids), _LOOKUP):
             found = await client.mget(index=target, ids=ids[start : start + _LOOKUP], source=False)
             present |= {doc["_id"]: doc["_version"] for doc in found["docs"] if doc.get("found")}
-        done = await store.supersede(name, present, worker.clock()) if present else []
+        done = await store.supersede(name, present, _now()) if present else []
     except Exception:
         # The new index is live: failing the rebuild now would tell the operator
         # the old one still serves. The entries stay, and a retry clears them.
@@ -427,25 +429,11 @@ async def _catch_up(
 ) -> int:
     """Step (d): until the projection's checkpoint has reached `position`; where it got.
 
-    Drives `worker` here unless a live loop holds the lease: another worker
-    (its lease is live and not ours), or this very worker running its loop in
-    a task of its own (`worker.running`). Two drivers of one worker would only
-    duplicate writes (harmless) and log a lost lease (misleading), hence the care.
-    """
+    The worker drives itself here or waits for whichever loop holds the lease
+    (`FeedWorker.catch_up`); the deadline is the rebuild's."""
     try:
         async with asyncio.timeout(timeout):
-            while True:
-                checkpoint = await checkpoints.get(name)
-                if checkpoint.position >= position:
-                    return checkpoint.position
-                lease = checkpoint.lease_until
-                live = checkpoint.owner is not None and lease is not None and lease > worker.clock()
-                ours = checkpoint.owner == worker.owner
-                if worker.running or (live and not ours):
-                    await asyncio.sleep(worker.poll_interval)
-                    continue
-                if not await worker.run_once():
-                    await asyncio.sleep(worker.poll_interval)
+            return await worker.catch_up(name, position)
     except TimeoutError:
         reached = (await checkpoints.get(name)).position
         raise RebuildError(

@@ -1,5 +1,9 @@
 """Create the read models' indexes and aliases, and tell when one is out of date.
 
+`prepare` is everything the feed needs of Elasticsearch before its first
+cycle, in one call: every index and alias, and a fresh index for a read model
+whose index holds another write database's documents.
+
 A physical index is `<alias>-<digest>-<generation>` (readmodel/indexes.py).
 Whether a rebuild is due is decided by the digest the serving index carries
 in its mapping's `_meta`, or, for an index made before `_meta` was stored, in
@@ -9,12 +13,15 @@ mapping is as current as the first one.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
+from readmodel.checkpoints import Checkpoints
 from readmodel.indexes import INDEXES, IndexDefinition
 
 __all__ = [
@@ -23,11 +30,15 @@ __all__ = [
     "create_index",
     "ensure_index",
     "ensure_indexes",
+    "forget_another_database",
     "generation_of",
     "next_generation",
     "physical_indexes",
+    "prepare",
     "start_afresh",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -176,3 +187,42 @@ async def start_afresh(client: AsyncElasticsearch, prefix: str, index: IndexDefi
 
 async def ensure_indexes(client: AsyncElasticsearch, prefix: str) -> dict[str, AliasState]:
     return {name: await ensure_index(client, prefix, d) for name, d in INDEXES.items()}
+
+
+async def forget_another_database(
+    client: AsyncElasticsearch,
+    prefix: str,
+    checkpoints: Checkpoints,
+    read_models: Mapping[str, IndexDefinition],
+) -> None:
+    """Start afresh each of `read_models` (name -> index) whose index holds
+    documents although no worker ever projected it from this write database (no
+    checkpoint row): a wiped SQLite file, say, beside a node that kept its data.
+    Elasticsearch is never the source of truth, so the feed fills it from 0."""
+    projected = {c.name for c in await checkpoints.all() if c.updated_at is not None}
+    for name, index in read_models.items():
+        if name in projected:
+            continue
+        alias = index.alias(prefix)
+        held = (await client.count(index=alias))["count"]
+        if held:
+            fresh = await start_afresh(client, prefix, index)
+            log.warning(
+                "%s held %d documents this write database never projected; now %s "
+                "serves, filled from the outbox",
+                alias,
+                held,
+                fresh,
+            )
+
+
+async def prepare(
+    client: AsyncElasticsearch,
+    prefix: str,
+    checkpoints: Checkpoints,
+    read_models: Mapping[str, IndexDefinition],
+) -> None:
+    """Ready Elasticsearch for a feed of `read_models` (name -> index): every
+    index and alias exists, and none of theirs holds another database's documents."""
+    await ensure_indexes(client, prefix)
+    await forget_another_database(client, prefix, checkpoints, read_models)

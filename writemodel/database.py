@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 __all__ = [
     "POOL_TIMEOUT_SECONDS",
+    "as_utc",
     "create_engine",
     "fault_kind",
     "is_database_fault",
     "is_postgres",
+    "read_only",
 ]
 
 
@@ -87,6 +91,21 @@ def _sqlite_engine(url: str) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextlib.asynccontextmanager
+async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for reading. On SQLite its transaction opens with a
+    plain deferred BEGIN instead of the writers' BEGIN IMMEDIATE (see
+    `_on_begin`), so a read neither takes the write lock nor queues behind a
+    writer; on PostgreSQL it is an ordinary connection."""
+    async with engine.connect() as conn:
+        yield await conn.execution_options(sqlite_readonly=True)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; every time we store is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # --- what a failure of the write database means -------------------------------

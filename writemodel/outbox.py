@@ -26,6 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
 from writemodel.access import Actor
+
+# Re-exported for the modules that still import it from here (the unit of work,
+# the projections); its home is writemodel/database.py.
+from writemodel.database import as_utc as as_utc
 from writemodel.tables import events
 
 __all__ = ["NOTIFY_CHANNEL", "StoredEvent", "append", "forget", "head", "read_after"]
@@ -175,8 +179,3 @@ async def head(conn: AsyncConnection) -> tuple[int, datetime | None]:
     if row is None:
         return 0, None
     return row.position, as_utc(row.occurred_at)
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands datetimes back naive; every time we store is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -31,6 +31,7 @@ from readmodel.checkpoints import Checkpoint, Checkpoints
 from readmodel.projections import Projection, default_projections
 from writemodel import outbox
 from writemodel.access import SYSTEM
+from writemodel.database import read_only
 from writemodel.service import CommandService
 from writemodel.tables import order_lines, orders
 
@@ -272,8 +273,7 @@ class Progress:
 
 
 async def progress(engine: AsyncEngine) -> Progress:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         head, _ = await outbox.head(conn)
     found = {cp.name: cp for cp in await Checkpoints(engine).all()}
     missing = Checkpoint("", 0, None, None, None)
@@ -285,8 +285,7 @@ async def progress(engine: AsyncEngine) -> Progress:
 
 async def _all_events(engine: AsyncEngine) -> list[outbox.StoredEvent]:
     found: list[outbox.StoredEvent] = []
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         while batch := await outbox.read_after(conn, found[-1].position if found else 0, 1000):
             found.extend(batch)
     return found
@@ -300,8 +299,7 @@ async def _expected_versions(engine: AsyncEngine) -> dict[str, dict[str, int]]:
     products. customers: the customer's own events and those of their orders.
     """
     events = await _all_events(engine)
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         customer_of = dict((await conn.execute(select(orders.c.id, orders.c.customer_id))).all())
         line_rows = (
             await conn.execute(select(order_lines.c.order_id, order_lines.c.product_id))
@@ -340,8 +338,7 @@ async def _expected_documents(
     engine: AsyncEngine, projection: Projection
 ) -> dict[str, dict[str, Any]]:
     docs: dict[str, dict[str, Any]] = {}
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         after = ""
         for _ in range(10_000):
             ids = await projection.all_ids(conn, after, 500)

@@ -27,7 +27,7 @@ from domain.product import Product
 from domain.stock import Stock
 from writemodel import outbox
 from writemodel.access import SYSTEM
-from writemodel.database import create_engine, is_postgres
+from writemodel.database import create_engine, is_postgres, read_only
 from writemodel.migrate import migrate
 from writemodel.outbox import StoredEvent
 from writemodel.sql_unit_of_work import SqlUnitOfWork
@@ -45,20 +45,17 @@ def _received(quantity: int = 1) -> tuple[int, Event]:
 
 async def _read(engine: AsyncEngine, after: int, limit: int = 1000) -> list[StoredEvent]:
     """One read in a short read-only transaction, as the feed worker does it."""
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         return await outbox.read_after(conn, after, limit)
 
 
 async def _head(engine: AsyncEngine) -> tuple[int, datetime | None]:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         return await outbox.head(conn)
 
 
 async def _count(engine: AsyncEngine, table: Table) -> int:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
 
 
