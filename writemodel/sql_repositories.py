@@ -35,7 +35,7 @@ from domain.order import Order, OrderLine, OrderStatus
 from domain.product import Product, ProductStatus
 from domain.stock import Stock
 from writemodel import outbox
-from writemodel.outbox import as_utc
+from writemodel.database import as_utc
 from writemodel.tables import customers, order_lines, orders, products, stock
 from writemodel.unit_of_work import (
     CustomerRepository,

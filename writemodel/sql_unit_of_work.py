@@ -23,8 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from domain.errors import AlreadyExists
 from writemodel import outbox
 from writemodel.access import Actor
-from writemodel.database import fault_kind
-from writemodel.outbox import as_utc
+from writemodel.database import as_utc, fault_kind
 from writemodel.sql_repositories import (
     SqlCustomers,
     SqlOrders,
