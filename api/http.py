@@ -20,7 +20,7 @@ any operation; no request deadline cuts it, as none cuts a WebSocket's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -33,7 +33,14 @@ from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.http.parse_content_type import parse_content_type
+from strawberry.http.streaming import (
+    MULTIPART_SUBSCRIPTION_BOUNDARY,
+    HTTPStreamTransport,
+    MultipartSubscriptionTransport,
+    SSETransport,
+)
 from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
@@ -86,6 +93,21 @@ def _refusal_response(error: HTTPException, media_type: str = JSON) -> Response:
         headers=error.headers,
         media_type=media_type,
     )
+
+
+class _MultipartSubscription(MultipartSubscriptionTransport):
+    """Strawberry's multipart subscription transport, framed as RFC 2046 says: it
+    sends no opening delimiter (so a strict parser takes its first part for the
+    preamble) and closes with an empty part. Each part starts with a CRLF, so the
+    stream opens with CRLF and the delimiter (create_streaming_response adds it;
+    Apollo Client skips the empty text before it), and the last part's delimiter
+    becomes the closing one by adding `--`."""
+
+    def encode_complete(self) -> str:
+        return "--\r\n"
+
+
+_OPENING = f"\r\n--{MULTIPART_SUBSCRIPTION_BOUNDARY}"
 
 
 def _subscription_needs_a_stream() -> RequestRefused:
@@ -181,6 +203,10 @@ class GraphQLView(GraphQL[Context, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+    stream_transport_classes_by_protocol: Mapping[str, type[HTTPStreamTransport]] = {
+        MULTIPART_SUBSCRIPTION_PROTOCOL: _MultipartSubscription,
+        GRAPHQL_SSE_PROTOCOL: SSETransport,  # not offered (not in the protocols)
+    }
 
     def __init__(
         self, *, max_body_bytes: int, verifier: TokenVerifier | None = None, **kwargs: Any
@@ -237,6 +263,20 @@ class GraphQLView(GraphQL[Context, None]):
         # The answer's media type, chosen once from `Accept` (create_response uses it).
         response.media_type = response_media_type(request.headers.get("accept"))
         return response
+
+    async def create_streaming_response(
+        self,
+        request: Any,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        async def framed() -> AsyncIterator[str]:
+            yield _OPENING
+            async for chunk in stream():
+                yield chunk
+
+        return await super().create_streaming_response(request, framed, sub_response, headers)
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         # A streamed subscription's results do not pass the schema's `execute`,
