@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.clients.run import run_node
-from tests.e2e.conftest import Server, migrated_and_serving, serve_env
+from tests.e2e.conftest import Cluster, Server, migrated_and_serving, serve_env
 from tests.e2e.test_subscriptions_e2e import until_subscribers
 
 pytestmark = pytest.mark.elasticsearch
@@ -292,3 +292,19 @@ async def test_a_query_sent_with_the_multipart_accept_answers_plain_json(
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json()["data"] == {"__typename": "Query"}
+
+
+@pytest.mark.postgres
+async def test_a_subscriber_over_http_on_one_process_hears_changes_made_through_another(
+    postgres_cluster: Cluster,
+) -> None:
+    writer, reader = postgres_cluster.apis
+    product, token = await create_product(writer, "CROSS-HTTP-1")
+    async with subscribed(reader, PRODUCT_CHANGED, id=product, after=token) as (_, parts):
+        await change_price(writer, product, 210)
+        await change_price(writer, product, 220)
+        payloads = await parts.payloads(2)
+
+    notes = [p["data"]["productChanged"] for p in payloads]
+    assert [n["kind"] for n in notes] == ["PriceChanged", "PriceChanged"]
+    assert int(token) < int(notes[0]["position"]) < int(notes[1]["position"])
