@@ -19,26 +19,17 @@ any operation; no request deadline cuts it, as none cuts a WebSocket's.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import aclosing
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
-from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.http.parse_content_type import parse_content_type
-from strawberry.http.streaming import (
-    MULTIPART_SUBSCRIPTION_BOUNDARY,
-    HTTPStreamTransport,
-    MultipartSubscriptionTransport,
-    SSETransport,
-)
+from strawberry.http.streaming import HTTPStreamTransport, SSETransport
 from strawberry.subscriptions import (
     GRAPHQL_SSE_PROTOCOL,
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
@@ -59,6 +50,7 @@ from api.media import (
     request_error_status,
     response_media_type,
 )
+from api.multipart import OPENING, MultipartSubscription, until_expired
 from api.requests import (
     RequestRefused,
     UnreadableJson,
@@ -95,21 +87,6 @@ def _refusal_response(error: HTTPException, media_type: str = JSON) -> Response:
     )
 
 
-class _MultipartSubscription(MultipartSubscriptionTransport):
-    """Strawberry's multipart subscription transport, framed as RFC 2046 says: it
-    sends no opening delimiter (so a strict parser takes its first part for the
-    preamble) and closes with an empty part. Each part starts with a CRLF, so the
-    stream opens with CRLF and the delimiter (create_streaming_response adds it;
-    Apollo Client skips the empty text before it), and the last part's delimiter
-    becomes the closing one by adding `--`."""
-
-    def encode_complete(self) -> str:
-        return "--\r\n"
-
-
-_OPENING = f"\r\n--{MULTIPART_SUBSCRIPTION_BOUNDARY}"
-
-
 def _subscription_needs_a_stream() -> RequestRefused:
     return RequestRefused(
         400,
@@ -117,42 +94,6 @@ def _subscription_needs_a_stream() -> RequestRefused:
         "Subscriptions run over a WebSocket at /graphql (graphql-transport-ws or graphql-ws), "
         "or over HTTP as a multipart stream: send `Accept: multipart/mixed;subscriptionSpec=1.0`",
     )
-
-
-def _token_expired() -> ExecutionResult:
-    return ExecutionResult(
-        data=None,
-        errors=[
-            GraphQLError(
-                "The bearer token expired: subscribe again with a fresh one, with `after` "
-                "set to the last position received",
-                extensions={"code": "UNAUTHENTICATED"},
-            )
-        ],
-    )
-
-
-async def _until_expired(
-    results: AsyncGenerator[ExecutionResult, None], expires_at: datetime | None
-) -> AsyncGenerator[ExecutionResult, None]:
-    """A subscription's results until its caller's token expires, then an UNAUTHENTICATED
-    error and the end (a WebSocket is closed with 4403 then). The timeout wraps each
-    wait, never a `yield`, so it cancels only the subscription's own await."""
-    async with aclosing(results):
-        while True:
-            try:
-                if expires_at is None:
-                    result = await anext(results)
-                else:
-                    seconds = (expires_at - datetime.now(UTC)).total_seconds()
-                    async with asyncio.timeout(max(seconds, 0)):
-                        result = await anext(results)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                yield _token_expired()
-                return
-            yield result
 
 
 def unauthenticated(error: InvalidToken) -> RequestRefused:
@@ -204,7 +145,7 @@ class GraphQLView(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
     stream_transport_classes_by_protocol: Mapping[str, type[HTTPStreamTransport]] = {
-        MULTIPART_SUBSCRIPTION_PROTOCOL: _MultipartSubscription,
+        MULTIPART_SUBSCRIPTION_PROTOCOL: MultipartSubscription,
         GRAPHQL_SSE_PROTOCOL: SSETransport,  # not offered (not in the protocols)
     }
 
@@ -272,7 +213,7 @@ class GraphQLView(GraphQL[Context, None]):
         headers: Mapping[str, str],
     ) -> Response:
         async def framed() -> AsyncIterator[str]:
-            yield _OPENING
+            yield OPENING
             async for chunk in stream():
                 yield chunk
 
@@ -394,6 +335,6 @@ class GraphQLView(GraphQL[Context, None]):
             operation_extensions=request_data.extensions,
             allowed_operation_types=(OperationType.SUBSCRIPTION,),
         )
-        return _until_expired(
+        return until_expired(
             cast(AsyncGenerator[ExecutionResult, None], results), context.identity.expires_at
         )
