@@ -1,7 +1,8 @@
 // Apollo Client 4 subscribing over HTTP (its multipart protocol, no WebSocket):
 // hears a change a mutation makes, then, resubscribed with `after`, only what came
 // after that change. Argument: {"url": ".../graphql", "token": "<admin token>"}.
-// Prints {"first": [...notifications], "resumed": [...notifications], "product": id}.
+// Prints {"first": [...notifications], "resumed": [...notifications], "product": id,
+// "refused": {"codes": [...], "completed": bool}}.
 import { ApolloClient, HttpLink, InMemoryCache, gql } from "@apollo/client";
 
 const { url, token } = JSON.parse(process.argv[2]);
@@ -91,4 +92,22 @@ const resumed = notifications({ id, after: heardFirst[0].position }, 2);
 await mutate(CHANGE_PRICE, { productId: id, price: 400 }, "changePrice");
 const heardResumed = await resumed;
 
-console.log(JSON.stringify({ product: id, first: heardFirst, resumed: heardResumed }));
+// A subscription the policy refuses (the whole feed is staff's; this client has no
+// token): Apollo hears the coded error, and the stream's end.
+const anonymous = new ApolloClient({ link: new HttpLink({ uri: url }), cache: new InMemoryCache() });
+const refused = await new Promise((resolve, reject) => {
+  const seen = { codes: [], completed: false };
+  anonymous.subscribe({ query: gql`subscription { changes { id } }` }).subscribe({
+    next: ({ error }) => {
+      for (const e of error?.errors ?? []) seen.codes.push(e.extensions?.code);
+    },
+    error: (error) => {
+      for (const e of error?.errors ?? []) seen.codes.push(e.extensions?.code);
+      resolve(seen);
+    },
+    complete: () => resolve({ ...seen, completed: true }),
+  });
+  setTimeout(() => reject(new Error(`no end: ${JSON.stringify(seen)}`)), 20_000).unref();
+});
+
+console.log(JSON.stringify({ product: id, first: heardFirst, resumed: heardResumed, refused }));

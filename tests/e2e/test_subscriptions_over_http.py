@@ -46,6 +46,8 @@ def test_apollo_client_hears_a_change_over_http_and_resumes_after_it_without_a_d
     assert positions == sorted(set(positions)), "a duplicate, or out of order"
     versions = [n["version"] for n in [price_changed, *resumed]]
     assert versions == [versions[0], versions[0] + 1, versions[0] + 2]
+    # A refused subscription reaches Apollo as its coded error, and the stream ends.
+    assert heard["refused"] == {"codes": ["UNAUTHENTICATED"], "completed": True}
 
 
 # --- the wire, read in Python ---
