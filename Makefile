@@ -1,5 +1,6 @@
 # make run   start a local Elasticsearch node, migrate, serve the demo on :8000
-# make test  the whole suite against real PostgreSQL and Elasticsearch
+# make test  the whole suite against real PostgreSQL and Elasticsearch (and, through
+#            node, the JavaScript clients in tests/clients)
 
 PYTHON ?= python3
 VENV := .venv
