@@ -1,5 +1,6 @@
 # make run   start a local Elasticsearch node, migrate, serve the demo on :8000
-# make test  the whole suite against real PostgreSQL and Elasticsearch
+# make test  the whole suite against real PostgreSQL and Elasticsearch (and, through
+#            node, the JavaScript clients in tests/clients)
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,8 +8,12 @@ BIN := $(VENV)/bin
 # Reinstall only when the dependencies may have changed; the stamp dies with the venv.
 STAMP := $(VENV)/.installed-from-pyproject
 PYTEST_ARGS ?=
+# The JavaScript clients some tests drive (tests/clients); `npm ci` again only when
+# the lock changed, and the stamp dies with node_modules (npm ci starts afresh).
+CLIENTS := tests/clients
+CLIENTS_STAMP := $(CLIENTS)/node_modules/.installed-from-lock
 
-.PHONY: venv test run lint schema
+.PHONY: venv clients test run lint schema
 
 venv: $(STAMP)
 
@@ -17,7 +22,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e '.[dev]'
 	touch $@
 
-test: venv
+clients: $(CLIENTS_STAMP)
+
+$(CLIENTS_STAMP): $(CLIENTS)/package-lock.json $(CLIENTS)/package.json
+	cd $(CLIENTS) && npm ci --no-audit --no-fund
+	touch $@
+
+test: venv clients
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 run: venv

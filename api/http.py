@@ -8,25 +8,49 @@ a GraphQL response, `{"errors": [{"message": ..., "extensions": {"code": ...}}]}
 (the checks are in api/requests.py), and every WebSocket operation gets an
 answer (api/websocket.py). The codes are listed in docs/graphql.md ("Bad
 requests and transports").
+
+The answer's media type and status follow the GraphQL-over-HTTP spec
+(api/media.py). A subscription runs over HTTP too, as the multipart stream
+Apollo Client reads (`Accept: multipart/mixed;subscriptionSpec=1.0`), with the
+rules of a WebSocket subscription: the caller's token is checked once, and the
+stream ends when it expires; the policy, the limits and the budget apply as to
+any operation; no request deadline cuts it, as none cuts a WebSocket's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any, cast
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.http.parse_content_type import parse_content_type
+from strawberry.http.streaming import HTTPStreamTransport, SSETransport
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.auth import InvalidToken, KeysUnavailable, TokenVerifier, bearer_token, connection_token
 from api.context import Context
+from api.extensions import with_error_codes
 from api.identity import ANONYMOUS, Identity
+from api.media import (
+    GRAPHQL_RESPONSE_JSON,
+    JSON,
+    accepts_multipart_subscription,
+    request_error_status,
+    response_media_type,
+)
+from api.multipart import OPENING, MultipartSubscription, until_expired
 from api.persisted import PersistedDocuments
 from api.requests import (
     RequestRefused,
@@ -49,7 +73,7 @@ _CODE_BY_STATUS = {
 }
 
 
-def _refusal_response(error: HTTPException) -> Response:
+def _refusal_response(error: HTTPException, media_type: str = JSON) -> Response:
     if not isinstance(error, RequestRefused):
         error = RequestRefused(
             error.status_code, _CODE_BY_STATUS.get(error.status_code, "BAD_REQUEST"), error.reason
@@ -57,7 +81,19 @@ def _refusal_response(error: HTTPException) -> Response:
     if error.status_code == 405:
         error.headers.setdefault("Allow", "GET, POST")
     return JSONResponse(
-        {"errors": [error.formatted]}, status_code=error.status_code, headers=error.headers
+        {"errors": [error.formatted]},
+        status_code=error.status_code,
+        headers=error.headers,
+        media_type=media_type,
+    )
+
+
+def _subscription_needs_a_stream() -> RequestRefused:
+    return RequestRefused(
+        400,
+        "SUBSCRIPTION_NEEDS_WEBSOCKET",
+        "Subscriptions run over a WebSocket at /graphql (graphql-transport-ws or graphql-ws), "
+        "or over HTTP as a multipart stream: send `Accept: multipart/mixed;subscriptionSpec=1.0`",
     )
 
 
@@ -109,6 +145,10 @@ class GraphQLView(GraphQL[Context, None]):
 
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+    stream_transport_classes_by_protocol: Mapping[str, type[HTTPStreamTransport]] = {
+        MULTIPART_SUBSCRIPTION_PROTOCOL: MultipartSubscription,
+        GRAPHQL_SSE_PROTOCOL: SSETransport,  # not offered (not in the protocols)
+    }
 
     def __init__(
         self,
@@ -118,6 +158,11 @@ class GraphQLView(GraphQL[Context, None]):
         persisted: PersistedDocuments | None = None,
         **kwargs: Any,
     ) -> None:
+        # Both WebSocket protocols, and subscriptions over HTTP as Apollo's multipart.
+        kwargs.setdefault(
+            "subscription_protocols",
+            (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, MULTIPART_SUBSCRIPTION_PROTOCOL),
+        )
         super().__init__(**kwargs)
         self.max_body_bytes = max_body_bytes
         # None: no tokens are taken, every caller is anonymous (a view without accounts).
@@ -152,13 +197,14 @@ class GraphQLView(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        headers = Request(scope).headers
         try:
-            declared = Request(scope).headers.get("content-length", "0")
+            declared = headers.get("content-length", "0")
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise _BodyTooLarge(self.max_body_bytes)
             response = await self.run(Request(scope, _limited(receive, self.max_body_bytes)))
         except HTTPException as error:  # strawberry's plain-text refusals included
-            response = _refusal_response(error)
+            response = _refusal_response(error, response_media_type(headers.get("accept")))
         await response(scope, receive, send)
 
     def should_render_graphql_ide(self, request: Any) -> bool:
@@ -166,6 +212,61 @@ class GraphQLView(GraphQL[Context, None]):
         params = request.query_params
         persisted = "extensions" in params or "documentId" in params
         return not persisted and super().should_render_graphql_ide(request)
+
+    async def get_sub_response(self, request: Request | Any) -> Response:
+        response = await super().get_sub_response(request)
+        # The answer's media type, chosen once from `Accept` (create_response uses it).
+        response.media_type = response_media_type(request.headers.get("accept"))
+        return response
+
+    async def create_streaming_response(
+        self,
+        request: Any,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        async def framed() -> AsyncIterator[str]:
+            yield OPENING
+            async for chunk in stream():
+                yield chunk
+
+        return await super().create_streaming_response(request, framed, sub_response, headers)
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        # A streamed subscription's results do not pass the schema's `execute`,
+        # which gives every error its code: they get theirs here.
+        with_error_codes(result.errors)
+        return await super().process_result(request, result)
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        """Strawberry's, with the media type chosen from `Accept`; under
+        application/graphql-response+json a request error has its 4xx (or 500) and
+        no `data` entry, as the GraphQL-over-HTTP spec says."""
+        media_type = sub_response.media_type or JSON
+        status = sub_response.status_code or 200
+        headers = sub_response.headers
+        if media_type == GRAPHQL_RESPONSE_JSON and isinstance(response_data, dict):
+            refused = request_error_status(response_data)
+            if refused is not None:
+                response_data = cast(
+                    GraphQLHTTPResponse, {k: v for k, v in response_data.items() if k != "data"}
+                )
+                # Set already when the budget refused (429 with Retry-After).
+                status = sub_response.status_code or refused
+                if status == 401:
+                    headers.setdefault("WWW-Authenticate", "Bearer")
+        response = Response(
+            self.encode_json(response_data), status_code=status, media_type=media_type
+        )
+        response.headers.raw.extend(headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        return response
 
     def decode_json(self, data: str | bytes) -> object:
         return load_json(data)  # also decodes every WebSocket message
@@ -183,46 +284,51 @@ class GraphQLView(GraphQL[Context, None]):
             data: object = self.parse_query_params(request.query_params)
         else:
             content_type, _ = parse_content_type(request.content_type or "")
-            if content_type != "application/json":
+            if content_type != JSON:
                 raise RequestRefused(
                     415, "UNSUPPORTED_MEDIA_TYPE", "Send the request as application/json"
                 )
             data = self.parse_json(await request.get_body())
         data = self.persisted.expand(data)  # a persisted query's hash or id: its document
         query, variables, operation_name, extensions = request_fields(data)
+        # A multipart stream is what the client takes, should the operation be a
+        # subscription (execute_operation decides); anything else answers JSON.
+        protocol: GraphQLRequestProtocol = (
+            "multipart-subscription"
+            if accepts_multipart_subscription(request.headers.get("accept"))
+            else "http"
+        )
         return GraphQLRequestData(
             query=query,
             variables=variables,
             operation_name=operation_name,
             extensions=extensions,
-            protocol="http",
+            protocol=protocol,
         )
 
-    async def execute_single(
+    async def execute_operation(
         self,
         request: Any,
         request_adapter: AsyncHTTPRequestAdapter,
-        sub_response: Any,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
         context: Context,
         root_value: None,
-        request_data: GraphQLRequestData,
-    ) -> ExecutionResult:
+        sub_response: Any,
+    ) -> Any:
+        assert isinstance(request_data, GraphQLRequestData)  # parse_http_body makes no batch
         assert request_data.query is not None  # request_fields saw to it
         self.persisted.admit(request_data.query, context.identity)  # trusted documents
         operation = select_operation(request_data.query, request_data.operation_name)
         if operation is OperationType.SUBSCRIPTION:
-            # Strawberry ran it like a query and failed inside the resolver.
-            raise RequestRefused(
-                400,
-                "SUBSCRIPTION_NEEDS_WEBSOCKET",
-                "Subscriptions run over a WebSocket at /graphql "
-                "(graphql-transport-ws or graphql-ws), not over HTTP",
-            )
+            # Strawberry ran one like a query and failed inside the resolver.
+            if request_data.protocol != MULTIPART_SUBSCRIPTION_PROTOCOL:
+                raise _subscription_needs_a_stream()
+            return await self._subscribe(request_data, context)
         if operation is OperationType.MUTATION and request_adapter.method == "GET":
             raise RequestRefused(
                 405, "METHOD_NOT_ALLOWED", "Mutations need POST", headers={"Allow": "POST"}
             )
-        result = await super().execute_single(
+        result = await self.execute_single(
             request=request,
             request_adapter=request_adapter,
             sub_response=sub_response,
@@ -236,3 +342,21 @@ class GraphQLView(GraphQL[Context, None]):
         if cache:
             sub_response.headers.update(cache)
         return result
+
+    async def _subscribe(
+        self, request_data: GraphQLRequestData, context: Context
+    ) -> AsyncGenerator[ExecutionResult, None]:
+        """The subscription's results, streamed by strawberry's multipart transport
+        (heartbeats every 5 s). Through the schema's `stream`, as a WebSocket's
+        subscriptions go: the limits, the policy and the budget apply, and no deadline."""
+        results = await self.schema.stream(
+            request_data.query,
+            variable_values=request_data.variables,
+            context_value=context,
+            operation_name=request_data.operation_name,
+            operation_extensions=request_data.extensions,
+            allowed_operation_types=(OperationType.SUBSCRIPTION,),
+        )
+        return until_expired(
+            cast(AsyncGenerator[ExecutionResult, None], results), context.identity.expires_at
+        )
