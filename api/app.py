@@ -21,7 +21,7 @@ from api.auth import verifier_for
 from api.bootstrap import Bicameral, build
 from api.context import Context
 from api.http import GraphQLView
-from api.metrics import metrics_endpoint
+from api.metrics import metrics_endpoint, metrics_process_exited
 from api.schema import build_schema
 from api.settings import Settings
 from api.shutdown import exit_after_signal
@@ -112,6 +112,7 @@ def create_app(
             yield
         finally:
             await app.stop()
+            metrics_process_exited()
 
     starlette = Starlette(
         routes=[

@@ -20,10 +20,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from api.settings import Settings, SettingsError
@@ -44,9 +46,28 @@ def _logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
 
 
+def _metrics_directory(settings: Settings, processes: int) -> Path | None:
+    """Where the processes of this serve keep their metrics (prometheus_client's
+    multiprocess mode), emptied so no figure of an earlier run is added in; None
+    with one process and no PROMETHEUS_MULTIPROC_DIR set.
+
+    Set before anything imports prometheus_client, which reads it at import."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if processes <= 1 and not given:
+        return None
+    directory = Path(given) if given else settings.data_dir / "metrics"
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
+
+
 def _serve(settings: Settings, demo: bool, workers: int | None) -> int:
     import uvicorn
 
+    workers = workers or settings.web_concurrency
+    _metrics_directory(settings, workers)
     if settings.uses_local_signing_key:
         from api.auth import LocalSigningKey
 
@@ -62,7 +83,7 @@ def _serve(settings: Settings, demo: bool, workers: int | None) -> int:
     uvicorn.run(
         "api.app:create_app",
         factory=True,
-        workers=workers or settings.web_concurrency,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from readmodel.bulk import BulkWriter, Refused, Write
 from readmodel.checkpoints import Checkpoints
+from readmodel.instruments import batch as measured_batch
 from readmodel.projections import Projection
 from readmodel.quarantine import Quarantine, Refusal
 from readmodel.setup import ensure_indexes, start_afresh
@@ -208,6 +209,7 @@ class FeedWorker:
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
 
+    @measured_batch
     async def run_once(self) -> int:
         """One cycle over the projections this worker holds; the events it read."""
         if not self._indexes_ready:

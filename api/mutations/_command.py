@@ -11,6 +11,7 @@ from graphql import GraphQLError
 from api.context import Context
 from api.errors import Error, to_error
 from api.identity import Identity
+from api.instruments import counted_command
 from domain.commands import Command
 from domain.errors import DomainError, InvalidInput
 from domain.rules import TextMustBeClean
@@ -37,6 +38,7 @@ def actor_of(identity: Identity) -> Actor:
     )
 
 
+@counted_command
 async def execute(
     info: strawberry.Info[Context, None], command: Command, idempotency_key: str | None
 ) -> CommandOutcome | Error:
