@@ -23,7 +23,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -306,6 +305,7 @@ async def _readmodel_status(settings: Settings) -> int:
 
 async def _readmodel_rebuild(settings: Settings, names: list[str]) -> int:
     from api.bootstrap import build
+    from api.progress import RebuildProgress
     from readmodel.indexes import INDEXES
     from readmodel.rebuild import RebuildError, rebuild
 
@@ -319,29 +319,19 @@ async def _readmodel_rebuild(settings: Settings, names: list[str]) -> int:
     app = build(settings, embedded_worker=False)
     try:
         for name in names or list(INDEXES):
-            started = time.monotonic()
-
-            def show(loaded: int, total: int, name: str = name, started: float = started) -> None:
-                rate = loaded / max(time.monotonic() - started, 1e-6)
-                share = 100 * loaded / total if total else 100.0
-                print(
-                    f"\r{name}: {loaded}/{total} documents ({share:.0f}%), {rate:,.0f}/s ",
-                    end="",
-                    flush=True,
-                )
-
             try:
-                result = await rebuild(
-                    name,
-                    engine=app.engine,
-                    client=app.search,
-                    prefix=settings.index_prefix,
-                    worker=app.worker,
-                    checkpoints=app.checkpoints,
-                    progress=show,
-                )
+                with RebuildProgress(name) as show:
+                    result = await rebuild(
+                        name,
+                        engine=app.engine,
+                        client=app.search,
+                        prefix=settings.index_prefix,
+                        worker=app.worker,
+                        checkpoints=app.checkpoints,
+                        progress=show,
+                    )
             except RebuildError as error:
-                print(f"\n{name}: {error}; {name} keeps serving from its current index")
+                print(f"{name}: {error}; {name} keeps serving from its current index")
                 return 1
             refused = (
                 f", {result.quarantined} refused by Elasticsearch and quarantined "
@@ -350,7 +340,7 @@ async def _readmodel_rebuild(settings: Settings, names: list[str]) -> int:
                 else ""
             )
             print(
-                f"\n{name}: {result.documents} documents in {result.seconds:.1f}s{refused}; "
+                f"{name}: {result.documents} documents in {result.seconds:.1f}s{refused}; "
                 f"now serving {result.new_index} (was {result.old_index})"
             )
     finally:
