@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from api import demo
+from api import demo, telemetry
 from api.auth import verifier_for
 from api.bootstrap import Bicameral, build
 from api.context import Context
@@ -79,6 +79,7 @@ def create_app(
 ) -> Starlette:
     app = bicameral or build(settings)
     settings = app.settings
+    telemetry.instrument(app)  # traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set
     graphql = BicameralGraphQL(
         app,
         schema=build_schema(

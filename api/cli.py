@@ -226,8 +226,10 @@ def _token(settings: Settings, args: argparse.Namespace, parser: argparse.Argume
 
 async def _worker(settings: Settings) -> int:
     from api.bootstrap import build
+    from api.telemetry import instrument
 
     app = build(settings, embedded_worker=True)
+    instrument(app)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -24,6 +24,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
 
+from api import telemetry
 from api.budget import Buckets, QueryBudget
 from api.extensions import ConsistencyReport, CostReport, MaskInternalErrors, with_error_codes
 from api.instruments import RequestMetrics
@@ -178,6 +179,7 @@ def build_schema(
     shared = Buckets() if buckets is None else buckets
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
         RequestMetrics,
+        *telemetry.tracing_extensions(),
         lambda: AddValidationRules(_LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=LIMITS["max_tokens"]),
         lambda: ParserCache(maxsize=1024),

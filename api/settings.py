@@ -102,6 +102,10 @@ class Settings:
     search_node_port: int = 9200
     # Log level of the service's loggers and uvicorn's (debug, info, warning, error).
     log_level: str = "info"
+    # OTLP/HTTP collector traces are sent to (e.g. http://127.0.0.1:4318); empty: no tracing.
+    otel_exporter_otlp_endpoint: str = ""
+    # Service name the traces carry.
+    otel_service_name: str = "bicameral"
 
     def __post_init__(self) -> None:
         checks = [

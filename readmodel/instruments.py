@@ -8,13 +8,31 @@ multiprocess mode (api/instruments.py says how).
 from __future__ import annotations
 
 import functools
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Concatenate, ParamSpec, TypeVar
 
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
-__all__ = ["BULK_RETRIES", "FEED_BATCH_EVENTS", "FEED_BATCH_SECONDS", "FEED_FAILURES", "batch"]
+from writemodel.outbox import StoredEvent
+
+__all__ = [
+    "BULK_RETRIES",
+    "FEED_BATCH_EVENTS",
+    "FEED_BATCH_SECONDS",
+    "FEED_FAILURES",
+    "batch",
+    "link_to_commands",
+]
+
+# A proxy until tracing is set up (api/telemetry.py); without it, spans cost nothing.
+_tracer = trace.get_tracer("bicameral.feed")
+# A correlation id the API stored as its span's W3C traceparent (api/telemetry.py).
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# Links one batch's span carries at most (OpenTelemetry's default limit too).
+MAX_LINKS = 128
 
 FEED_BATCH_EVENTS = Histogram(
     "bicameral_feed_batch_events",
@@ -49,7 +67,9 @@ def batch(
     async def measured(self: S, /, *args: P.args, **kwargs: P.kwargs) -> int:
         started = time.perf_counter()
         try:
-            events = await cycle(self, *args, **kwargs)
+            with _tracer.start_as_current_span("feed batch") as span:
+                events = await cycle(self, *args, **kwargs)
+                span.set_attribute("bicameral.feed.events", events)
         except Exception:
             FEED_FAILURES.inc()
             raise
@@ -59,3 +79,30 @@ def batch(
         return events
 
     return measured
+
+
+def link_to_commands(events: Sequence[StoredEvent]) -> None:
+    """Link the current batch's span to the spans of the mutations whose events it
+    projects, and say which positions it covers; nothing when no one traces."""
+    span = trace.get_current_span()
+    if not span.is_recording() or not events:
+        return
+    span.set_attribute("bicameral.feed.first_position", events[0].position)
+    span.set_attribute("bicameral.feed.last_position", events[-1].position)
+    linked: set[str] = set()
+    for event in events:
+        if event.correlation_id in linked or len(linked) >= MAX_LINKS:
+            continue
+        match = _TRACEPARENT.fullmatch(event.correlation_id)
+        if match is None:
+            continue
+        linked.add(event.correlation_id)
+        span.add_link(
+            trace.SpanContext(
+                trace_id=int(match[1], 16),
+                span_id=int(match[2], 16),
+                is_remote=True,
+                trace_flags=trace.TraceFlags(int(match[3], 16)),
+            ),
+            {"bicameral.correlation_id": event.correlation_id},
+        )

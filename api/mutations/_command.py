@@ -8,6 +8,7 @@ import logging
 import strawberry
 from graphql import GraphQLError
 
+from api import telemetry
 from api.context import Context
 from api.errors import Error, to_error
 from api.identity import Identity
@@ -61,7 +62,7 @@ async def execute(
             command,
             actor=actor_of(context.identity),
             idempotency_key=idempotency_key,
-            correlation_id=context.correlation_id,
+            correlation_id=context.correlation_id or telemetry.correlation_id(),
         )
     except DomainError as error:
         return to_error(error)
