@@ -32,6 +32,7 @@ __all__ = [
     "MUTATIONS",
     "REQUESTS",
     "SUBSCRIBERS",
+    "SUBSCRIPTIONS",
     "RequestMetrics",
     "counted_command",
     "operation_label",
@@ -42,11 +43,18 @@ MAX_OPERATION_NAMES = 200
 
 REQUESTS = Histogram(
     "bicameral_graphql_request_duration_seconds",
-    "GraphQL operations (queries, mutations, a subscription's set-up) by operation name, "
+    "GraphQL queries and mutations (over HTTP or a WebSocket) by operation name, "
     "type and outcome: ok, error (data with errors), rejected (no data: refused before "
     "or at the start of execution), deadline (REQUEST_TIMEOUT reached).",
     ["operation", "type", "outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+SUBSCRIPTIONS = Histogram(
+    "bicameral_graphql_subscription_duration_seconds",
+    "Subscriptions that ended, by operation name and outcome (ok: ended by the "
+    "client or the server, error or rejected: ended by an error), and how long they ran.",
+    ["operation", "outcome"],
+    buckets=(1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 4 * 3600.0, 24 * 3600.0),
 )
 MUTATIONS = Counter(
     "bicameral_mutations",
@@ -87,7 +95,9 @@ def operation_label(document: Any, name: str | None) -> str:
 
 
 class RequestMetrics(SchemaExtension):
-    """Counts and times every operation by name, type and outcome."""
+    """Counts and times every operation by name, type and outcome. A
+    subscription's operation lasts as long as the subscription does, so it is
+    timed apart, in `SUBSCRIPTIONS`, and the request histogram stays a latency."""
 
     def on_operation(self) -> Generator[None, None, None]:
         started = time.perf_counter()
@@ -102,20 +112,27 @@ class RequestMetrics(SchemaExtension):
             outcome = "rejected"
             raise
         finally:
-            context = self.execution_context
-            result = context.result
-            if outcome == "ok" and result is not None and result.errors:
-                outcome = "error" if result.data is not None else "rejected"
-            elif outcome == "ok" and result is None and context.pre_execution_errors:
-                outcome = "rejected"
-            document = context.graphql_document
-            try:
-                kind = context.operation_type.value if document is not None else "unknown"
-            except (RuntimeError, GraphQLError):
-                kind = "unknown"
-            REQUESTS.labels(
-                operation_label(document, context.operation_name), kind, outcome
-            ).observe(time.perf_counter() - started)
+            self._record(outcome, time.perf_counter() - started)
+
+    def _record(self, outcome: str, seconds: float) -> None:
+        context = self.execution_context
+        result = context.result
+        if outcome == "ok" and result is not None and result.errors:
+            outcome = "error" if result.data is not None else "rejected"
+        elif outcome == "ok" and result is None and context.pre_execution_errors:
+            outcome = "rejected"
+        document = context.graphql_document
+        try:
+            kind = context.operation_type.value if document is not None else "unknown"
+        except RuntimeError:  # the document has no operation of the name asked for
+            kind = "unknown"
+        operation = operation_label(document, context.operation_name)
+        if kind == "subscription":
+            if outcome == "deadline":
+                outcome = "ok"  # no deadline: cancelled because its client went away
+            SUBSCRIPTIONS.labels(operation, outcome).observe(seconds)
+        else:
+            REQUESTS.labels(operation, kind, outcome).observe(seconds)
 
 
 P = ParamSpec("P")

@@ -39,7 +39,7 @@ __all__ = ["metrics_endpoint", "metrics_process_exited"]
 
 # No `_created` sample beside every counter and histogram: Prometheus does not
 # need them in the text format, and they double what a scrape carries.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def metrics_endpoint(app: Bicameral) -> Callable[[Request], Awaitable[Response]]:
@@ -69,7 +69,7 @@ def _kept() -> CollectorRegistry:
     if not directory:
         return REGISTRY
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=directory)
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     return registry
 
 
@@ -105,7 +105,7 @@ def _figures(lags: list[ProjectionLag], quarantined: dict[str, int]) -> Iterable
         "Newest position in the write side's outbox.",
         max((lag.head for lag in lags), default=0),
     )
-    per_read_model = [
+    per_read_model: list[tuple[str, str, Callable[[ProjectionLag], float]]] = [
         (
             "bicameral_projection_position",
             "Position the read model has applied and made searchable.",
@@ -128,7 +128,6 @@ def _figures(lags: list[ProjectionLag], quarantined: dict[str, int]) -> Iterable
             lambda lag: quarantined.get(lag.name, 0),
         ),
     ]
-    figure: Callable[[ProjectionLag], float]
     for name, documentation, figure in per_read_model:
         family = GaugeMetricFamily(name, documentation, labels=["projection"])
         for lag in lags:
@@ -141,4 +140,4 @@ def metrics_process_exited() -> None:
     stops; its counters and histograms stay counted, as Prometheus expects."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
-        mark_process_dead(os.getpid(), directory)
+        mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]

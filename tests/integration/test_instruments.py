@@ -3,6 +3,7 @@ batches and bulk retries, with prometheus_client's objects."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -10,13 +11,18 @@ import httpx
 import pytest
 from elasticsearch import AsyncElasticsearch
 from prometheus_client import REGISTRY
+from strawberry.types import ExecutionResult
 
 from api.app import create_app
 from api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalSigningKey
 from api.bootstrap import Bicameral
-from api.identity import Role
+from api.context import Context
+from api.identity import Identity, Role
+from api.schema import build_schema
+from domain import commands as c
 from readmodel.bulk import BulkError, BulkWriter, Write
 from readmodel.projections import IndexDocument
+from writemodel.access import SYSTEM
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -152,3 +158,34 @@ async def test_bulk_retries_are_counted_until_the_writer_gives_up() -> None:
 
 def _retries() -> float:
     return REGISTRY.get_sample_value("bicameral_bulk_retries_total") or 0.0
+
+
+async def test_a_subscription_is_timed_apart_from_the_request_latencies(app: Bicameral) -> None:
+    schema = build_schema()
+    context = Context(app=app, request=None, identity=Identity(Role.STAFF, subject="tests"))
+    ended = {"operation": "Watch", "outcome": "ok"}
+    subscriptions = "bicameral_graphql_subscription_duration_seconds_count"
+    before = REGISTRY.get_sample_value(subscriptions, ended) or 0.0
+
+    stream = await schema.subscribe(
+        "subscription Watch { changes { position } }", context_value=context
+    )
+    assert not isinstance(stream, ExecutionResult)
+    first = asyncio.create_task(anext(stream))
+    await app.commands.execute(
+        c.CreateProduct(sku="MS-1", name="Watched", price=1, currency="EUR"), actor=SYSTEM
+    )
+    await app.worker.run_until_caught_up()
+    async with asyncio.timeout(10):
+        notification = await first
+    await stream.aclose()
+
+    assert notification.errors is None and notification.data is not None
+    assert (REGISTRY.get_sample_value(subscriptions, ended) or 0.0) - before == 1
+    assert not [
+        m
+        for m in REGISTRY.collect()
+        for s in m.samples
+        if s.name.startswith("bicameral_graphql_request_duration")
+        and s.labels.get("type") == "subscription"
+    ]
