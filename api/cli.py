@@ -228,6 +228,11 @@ async def _worker(settings: Settings) -> int:
     from api.bootstrap import build
     from api.telemetry import instrument
 
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        # A thread of its own: a scrape never waits for the feed's event loop.
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
     app = build(settings, embedded_worker=True)
     instrument(app)
     stopped = asyncio.Event()

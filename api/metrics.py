@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
-    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -36,10 +35,6 @@ from writemodel.database import is_database_fault
 from writemodel.unit_of_work import WriteDatabaseUnavailable
 
 __all__ = ["metrics_endpoint", "metrics_process_exited"]
-
-# No `_created` sample beside every counter and histogram: Prometheus does not
-# need them in the text format, and they double what a scrape carries.
-disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def metrics_endpoint(app: Bicameral) -> Callable[[Request], Awaitable[Response]]:

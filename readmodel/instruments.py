@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Concatenate, ParamSpec, TypeVar
 
 from opentelemetry import trace
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, disable_created_metrics
 
 from writemodel.outbox import StoredEvent
 
@@ -33,6 +33,11 @@ _tracer = trace.get_tracer("bicameral.feed")
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 # Links one batch's span carries at most (OpenTelemetry's default limit too).
 MAX_LINKS = 128
+
+# No `_created` sample beside every counter and histogram, in any process (the
+# API's and a separate worker's both import this module): Prometheus does not
+# need them in the text format, and they double what a scrape carries.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 FEED_BATCH_EVENTS = Histogram(
     "bicameral_feed_batch_events",

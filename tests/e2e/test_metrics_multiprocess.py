@@ -1,14 +1,18 @@
-"""`bicameral serve --workers N`: /metrics adds up what every process counted."""
+"""`bicameral serve --workers N`: /metrics adds up what every process counted; a
+separate `bicameral worker` serves its own figures on WORKER_METRICS_PORT."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import migrated_and_serving, serve_env
+from tests.e2e.conftest import BIN, _free_port, _running, migrated_and_serving, serve_env
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -47,3 +51,51 @@ def test_every_scrape_of_a_multiprocess_serve_counts_the_requests_of_all_process
     assert len(pids) >= 2, pids
     assert [_count(s, "Spread") for s in scrapes] == [30.0] * 6
     assert all("bicameral_subscribers 0.0" in s for s in scrapes)
+
+
+def test_a_separate_worker_serves_its_feed_figures_on_its_metrics_port(
+    elasticsearch_url: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = serve_env(elasticsearch_url, tmp_path, WORKER_METRICS_PORT=str(port))
+    subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
+    try:
+        asyncio.run(_create_a_product(env))
+        with _running("worker", env, tmp_path / "worker.log") as worker:
+            deadline = time.monotonic() + 30
+            while True:
+                assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+                try:
+                    scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                except httpx.TransportError:
+                    scrape = ""
+                if re.search(r"^bicameral_feed_batch_events_sum 1\.0$", scrape, re.M):
+                    break
+                assert time.monotonic() < deadline, scrape[-3000:]
+                time.sleep(0.2)
+    finally:
+        httpx.delete(f"{elasticsearch_url}/{env['INDEX_PREFIX']}-*", timeout=10)
+
+    assert re.search(r"^bicameral_feed_batch_duration_seconds_count 1\.0$", scrape, re.M)
+    assert "bicameral_bulk_retries_total 0.0" in scrape
+
+
+async def _create_a_product(env: dict[str, str]) -> None:
+    """One command written by another process (as an API would), for the worker to project."""
+    from api.bootstrap import build
+    from api.settings import Settings
+    from domain import commands as c
+    from writemodel.access import SYSTEM
+
+    settings = Settings(
+        data_dir=Path(env["DATA_DIR"]),
+        elasticsearch_url=env["ELASTICSEARCH_URL"],
+        index_prefix=env["INDEX_PREFIX"],
+    )
+    app = build(settings, embedded_worker=False)
+    try:
+        await app.commands.execute(
+            c.CreateProduct(sku="WM-1", name="Worked", price=1, currency="EUR"), actor=SYSTEM
+        )
+    finally:
+        await app.stop()
