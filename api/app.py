@@ -135,7 +135,8 @@ def create_app(
                 expose_headers=["WWW-Authenticate", "Retry-After"],
                 # Browsers cache a preflight this long (seconds) instead of asking each time.
                 max_age=600,
-            )
+            ),
+            *telemetry.middleware(),  # a request's `traceparent`, when tracing is on
         ],
     )
     starlette.state.bicameral = app

@@ -18,17 +18,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.tracing import OpenTelemetryExtension
 
 if TYPE_CHECKING:
     from api.bootstrap import Bicameral
 
-__all__ = ["correlation_id", "instrument", "tracing_extensions"]
+__all__ = ["correlation_id", "instrument", "middleware", "tracing_extensions"]
 
 _provider: TracerProvider | None = None
 _instrumented: set[int] = set()
@@ -110,3 +112,30 @@ def correlation_id() -> str | None:
     if not context.is_valid or _provider is None:
         return None
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def middleware() -> list[Middleware]:
+    """When tracing is on: an HTTP request that carries a W3C `traceparent` (from
+    a gateway or a traced client) continues that trace instead of starting one."""
+    return [Middleware(_ContinueTrace)] if _provider is not None else []
+
+
+class _ContinueTrace:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Not a WebSocket's: its operations would all share the handshake's trace.
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope.get("headers", ())
+            if name in (b"traceparent", b"tracestate")
+        }
+        if scope["type"] != "http" or not carrier:
+            await self.app(scope, receive, send)
+            return
+        token = context.attach(propagate.extract(carrier))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            context.detach(token)

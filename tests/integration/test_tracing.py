@@ -117,6 +117,29 @@ async def test_a_traced_mutation_reaches_the_database_and_its_projection_links_b
     assert not any(key.startswith("graphql.param.") for s in spans for key in (s.attributes or {}))
 
 
+async def test_a_request_carrying_a_traceparent_continues_that_trace(
+    traced: tuple[Bicameral, InMemorySpanExporter],
+) -> None:
+    app, memory = traced
+    trace_id, parent = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
+    async with _http(app) as http:
+        answer = await http.post(
+            "/graphql",
+            json={"query": SEARCH},
+            headers={"traceparent": f"00-{trace_id:032x}-{parent:016x}-01"},
+        )
+        other = await http.post("/graphql", json={"query": SEARCH})
+    assert answer.status_code == other.status_code == 200
+    searches = [s for s in memory.get_finished_spans() if s.name == "GraphQL Query: Search"]
+
+    assert len(searches) == 2
+    continued, fresh = searches
+    assert continued.context is not None and continued.parent is not None
+    assert continued.context.trace_id == trace_id
+    assert continued.parent.span_id == parent
+    assert fresh.context is not None and fresh.context.trace_id != trace_id
+
+
 async def test_without_an_endpoint_nothing_is_traced(app: Bicameral) -> None:
     assert app.settings.otel_exporter_otlp_endpoint == ""
     assert not telemetry.instrument(app)
@@ -132,5 +155,6 @@ async def test_without_an_endpoint_nothing_is_traced(app: Bicameral) -> None:
         isinstance(e, type) and issubclass(e, OpenTelemetryExtension) for e in schema.extensions
     )
     assert telemetry.tracing_extensions() == []
+    assert telemetry.middleware() == []
     assert app.search._otel.enabled is False  # type: ignore[attr-defined]
     assert stored and not any(c.startswith("00-") for c in stored)
