@@ -14,12 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from api import demo
+from api import demo, telemetry
 from api.auth import verifier_for
 from api.bootstrap import Bicameral, build
 from api.context import Context
 from api.http import GraphQLView
-from api.metrics import metrics_endpoint
+from api.metrics import metrics_endpoint, metrics_process_exited
 from api.persisted import PersistedDocuments
 from api.schema import build_schema
 from api.settings import Settings
@@ -65,6 +65,7 @@ def create_app(
 ) -> Starlette:
     app = bicameral or build(settings)
     settings = app.settings
+    telemetry.instrument(app)  # traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set
     graphql = BicameralGraphQL(
         app,
         schema=build_schema(
@@ -99,6 +100,7 @@ def create_app(
             yield
         finally:
             await app.stop()
+            metrics_process_exited()
 
     starlette = Starlette(
         routes=[
@@ -120,7 +122,8 @@ def create_app(
                 expose_headers=["WWW-Authenticate", "Retry-After"],
                 # Browsers cache a preflight this long (seconds) instead of asking each time.
                 max_age=600,
-            )
+            ),
+            *telemetry.middleware(),  # a request's `traceparent`, when tracing is on
         ],
     )
     starlette.state.bicameral = app

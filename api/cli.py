@@ -20,10 +20,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
-import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from api.settings import Settings, SettingsError
@@ -44,9 +45,28 @@ def _logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
 
 
+def _metrics_directory(settings: Settings, processes: int) -> Path | None:
+    """Where the processes of this serve keep their metrics (prometheus_client's
+    multiprocess mode), emptied so no figure of an earlier run is added in; None
+    with one process and no PROMETHEUS_MULTIPROC_DIR set.
+
+    Set before anything imports prometheus_client, which reads it at import."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if processes <= 1 and not given:
+        return None
+    directory = Path(given) if given else settings.data_dir / "metrics"
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
+
+
 def _serve(settings: Settings, demo: bool, workers: int | None) -> int:
     import uvicorn
 
+    workers = workers or settings.web_concurrency
+    _metrics_directory(settings, workers)
     if settings.uses_local_signing_key:
         from api.auth import LocalSigningKey
 
@@ -62,7 +82,7 @@ def _serve(settings: Settings, demo: bool, workers: int | None) -> int:
     uvicorn.run(
         "api.app:create_app",
         factory=True,
-        workers=workers or settings.web_concurrency,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -206,8 +226,15 @@ def _token(settings: Settings, args: argparse.Namespace, parser: argparse.Argume
 
 async def _worker(settings: Settings) -> int:
     from api.bootstrap import build
+    from api.telemetry import instrument
 
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        # A thread of its own: a scrape never waits for the feed's event loop.
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
     app = build(settings, embedded_worker=True)
+    instrument(app)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -285,6 +312,7 @@ async def _readmodel_status(settings: Settings) -> int:
 
 async def _readmodel_rebuild(settings: Settings, names: list[str]) -> int:
     from api.bootstrap import build
+    from api.progress import RebuildProgress
     from readmodel.indexes import INDEXES
     from readmodel.rebuild import RebuildError, rebuild
 
@@ -298,29 +326,19 @@ async def _readmodel_rebuild(settings: Settings, names: list[str]) -> int:
     app = build(settings, embedded_worker=False)
     try:
         for name in names or list(INDEXES):
-            started = time.monotonic()
-
-            def show(loaded: int, total: int, name: str = name, started: float = started) -> None:
-                rate = loaded / max(time.monotonic() - started, 1e-6)
-                share = 100 * loaded / total if total else 100.0
-                print(
-                    f"\r{name}: {loaded}/{total} documents ({share:.0f}%), {rate:,.0f}/s ",
-                    end="",
-                    flush=True,
-                )
-
             try:
-                result = await rebuild(
-                    name,
-                    engine=app.engine,
-                    client=app.search,
-                    prefix=settings.index_prefix,
-                    worker=app.worker,
-                    checkpoints=app.checkpoints,
-                    progress=show,
-                )
+                with RebuildProgress(name) as show:
+                    result = await rebuild(
+                        name,
+                        engine=app.engine,
+                        client=app.search,
+                        prefix=settings.index_prefix,
+                        worker=app.worker,
+                        checkpoints=app.checkpoints,
+                        progress=show,
+                    )
             except RebuildError as error:
-                print(f"\n{name}: {error}; {name} keeps serving from its current index")
+                print(f"{name}: {error}; {name} keeps serving from its current index")
                 return 1
             refused = (
                 f", {result.quarantined} refused by Elasticsearch and quarantined "
@@ -329,7 +347,7 @@ async def _readmodel_rebuild(settings: Settings, names: list[str]) -> int:
                 else ""
             )
             print(
-                f"\n{name}: {result.documents} documents in {result.seconds:.1f}s{refused}; "
+                f"{name}: {result.documents} documents in {result.seconds:.1f}s{refused}; "
                 f"now serving {result.new_index} (was {result.old_index})"
             )
     finally:

@@ -24,8 +24,10 @@ from strawberry.types import ExecutionResult
 from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
 
+from api import telemetry
 from api.budget import Buckets, QueryBudget
 from api.extensions import ConsistencyReport, CostReport, MaskInternalErrors, with_error_codes
+from api.instruments import RequestMetrics
 from api.limits_rule import Limits, limits_rule
 from api.mutations.adjust_stock import adjust_stock
 from api.mutations.cancel_order import cancel_order
@@ -176,6 +178,8 @@ def build_schema(
     # the budget's buckets live with the schema, one set per process.
     shared = Buckets() if buckets is None else buckets
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
+        RequestMetrics,
+        *telemetry.tracing_extensions(),
         lambda: AddValidationRules(_LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=LIMITS["max_tokens"]),
         lambda: ParserCache(maxsize=1024),

@@ -110,11 +110,22 @@ class Settings:
     search_node_port: int = 9200
     # Log level of the service's loggers and uvicorn's (debug, info, warning, error).
     log_level: str = "info"
+    # OTLP/HTTP collector traces are sent to (e.g. http://127.0.0.1:4318); empty: no tracing.
+    otel_exporter_otlp_endpoint: str = ""
+    # Service name the traces carry.
+    otel_service_name: str = "bicameral"
+    # Port `bicameral worker` serves its metrics on (feed batches, bulk retries); 0: none.
+    worker_metrics_port: int = 0
 
     def __post_init__(self) -> None:
         checks = [
             ("port", 1 <= self.port <= 65535, "a port from 1 to 65535"),
             ("search_node_port", 1 <= self.search_node_port <= 65535, "a port from 1 to 65535"),
+            (
+                "worker_metrics_port",
+                0 <= self.worker_metrics_port <= 65535,
+                "0 (none) or a port from 1 to 65535",
+            ),
             ("web_concurrency", self.web_concurrency >= 1, "at least 1"),
             ("max_body_bytes", self.max_body_bytes >= 1024, "at least 1024"),
             ("shutdown_timeout", self.shutdown_timeout >= 0, "0 or more"),

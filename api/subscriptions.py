@@ -23,6 +23,7 @@ import strawberry
 
 from api.context import Context
 from api.extensions import UserError
+from api.instruments import SUBSCRIBERS
 from api.policy import Refused, rule, scope, scope_of
 from api.types import Customer, Order, Product
 from readmodel.notifications import Change, SubscriberFellBehind
@@ -145,9 +146,10 @@ async def _notifications(
     start = _position(after)
     hub = info.context.app.hub
     try:
-        async for change in hub.subscribe(accept, start):
-            if visible is None or await visible(change):
-                yield ChangeNotification.of(change)
+        with SUBSCRIBERS.track_inprogress():
+            async for change in hub.subscribe(accept, start):
+                if visible is None or await visible(change):
+                    yield ChangeNotification.of(change)
     except SubscriberFellBehind as behind:
         raise UserError(str(behind), code="SUBSCRIBER_FELL_BEHIND", argument="after") from None
 

@@ -37,6 +37,7 @@ from typing import Any, cast
 from elastic_transport import TransportError
 from elasticsearch import ApiError, AsyncElasticsearch
 
+from readmodel.instruments import BULK_RETRIES
 from readmodel.projections import Action, DeleteDocument
 
 __all__ = ["BulkError", "BulkWriter", "DocumentsRefused", "Refused", "Write", "refused_for_itself"]
@@ -235,6 +236,7 @@ class BulkWriter:
     async def _backoff(self, attempt: int, reason: str) -> None:
         if attempt >= self.max_attempts:
             raise BulkError(f"gave up after {attempt} attempts: {reason}")
+        BULK_RETRIES.inc()
         delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         delay *= random.uniform(0.5, 1.0)
         log.warning("bulk write retry %d in %.2fs: %s", attempt, delay, reason)

@@ -45,6 +45,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from readmodel.bulk import BulkWriter, Refused, Write
 from readmodel.checkpoints import Checkpoints
+from readmodel.instruments import batch as measured_batch
+from readmodel.instruments import link_to_commands
 from readmodel.projections import Projection
 from readmodel.quarantine import Quarantine, Refusal
 from readmodel.setup import prepare
@@ -194,6 +196,7 @@ class FeedWorker:
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
 
+    @measured_batch
     async def run_once(self) -> int:
         """One cycle over the projections this worker holds; the events it read."""
         if not self._indexes_ready:
@@ -217,6 +220,7 @@ class FeedWorker:
             self._read_size = self.batch_size
             return 0
         batch, end = prepared.batch, prepared.batch[-1].position
+        link_to_commands(batch)
         # A full batch means a backlog: read more at once, so it is refreshed less
         # often, and read (and project) the next batch while this one is written.
         full = len(batch) == prepared.size

@@ -8,9 +8,11 @@ import logging
 import strawberry
 from graphql import GraphQLError
 
+from api import telemetry
 from api.context import Context
 from api.errors import Error, to_error
 from api.identity import Identity
+from api.instruments import counted_command
 from domain.commands import Command
 from domain.errors import DomainError, InvalidInput
 from domain.rules import TextMustBeClean
@@ -37,6 +39,7 @@ def actor_of(identity: Identity) -> Actor:
     )
 
 
+@counted_command
 async def execute(
     info: strawberry.Info[Context, None], command: Command, idempotency_key: str | None
 ) -> CommandOutcome | Error:
@@ -59,7 +62,7 @@ async def execute(
             command,
             actor=actor_of(context.identity),
             idempotency_key=idempotency_key,
-            correlation_id=context.correlation_id,
+            correlation_id=context.correlation_id or telemetry.correlation_id(),
         )
     except DomainError as error:
         return to_error(error)
