@@ -41,8 +41,10 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# schema.graphql, and beside it the possibleTypes map Apollo's and urql's caches need
 schema: venv
 	$(BIN)/strawberry export-schema api.schema:schema --output schema.graphql
+	$(BIN)/python -m tools.possible_types --schema schema.graphql --output possible-types.json
 
 # make bench  each path against a baseline without Bicameral (BENCH_SIZE=smoke|default|full)
 BENCH_SIZE ?= default

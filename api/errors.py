@@ -28,8 +28,15 @@ __all__ = [
 
 @strawberry.interface(description="Why a mutation did not apply. Nothing was written.")
 class Error:
-    code: str = strawberry.field(description="Stable, machine-readable: e.g. SKU_TAKEN.")
-    field: str | None = strawberry.field(description="The input field at fault, if one is.")
+    code: str = strawberry.field(
+        description="Stable, machine-readable, specific: e.g. SKU_TAKEN, QUANTITY_TOO_LARGE, "
+        'DUPLICATE_SKU (every code: docs/graphql.md, "Error codes").'
+    )
+    field: str | None = strawberry.field(
+        description="The input field at fault as you sent it, camelCase, list positions as "
+        "dotted indexes from 0 (`orderId`, `lines.1.quantity`, `tags.2`, `idempotencyKey`); "
+        "null when no input is at fault."
+    )
     message: str
 
 

@@ -206,7 +206,12 @@ class Query:
             )
         return ProductConnection.from_page(page)
 
-    @strawberry.field(description="Product names starting with a prefix, for autocomplete.")
+    @strawberry.field(
+        description="Autocomplete: active products (what `products` shows by default) "
+        "whose name holds every word of `prefix`, the last one as the start of a word, "
+        'in any order and in any case, sorted by name: "steel ke" finds "Steel kettle" '
+        'and "Kettle of steel", "ke" finds "Camping kettle" too; "ettle" finds nothing.'
+    )
     async def product_suggestions(
         self, info: Info, prefix: str, first: int = 10
     ) -> list[ProductSuggestion]:

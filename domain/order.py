@@ -86,7 +86,8 @@ class Order(Aggregate):
         OrderLinesMustShareCurrency.check(currencies)
         for i, line in enumerate(lines):
             QuantityMustBePositive.check(line.quantity, f"lines.{i}.quantity")
-            PriceMustBePositive.check(line.unit_price, f"lines.{i}.unitPrice")
+            # The unit price is the product's, not an input: the line's sku names it.
+            PriceMustBePositive.check(line.unit_price, f"lines.{i}.sku")
         OrderTotalMustFit.check(sum(line.amount for line in lines))
         order = cls(
             id,
@@ -134,6 +135,6 @@ class Order(Aggregate):
         if target not in _LEGAL[self.status]:
             raise IllegalStatusTransition(
                 f"an order that is {self.status.value} cannot become {target.value}",
-                field="id",
+                field="orderId",
             )
         self.status = target

@@ -169,4 +169,6 @@ class Product(Aggregate):
 
     def _not_discontinued(self) -> None:
         if self.status is ProductStatus.DISCONTINUED:
-            raise DiscontinuedProductIsFinal(f"product {self.sku} is discontinued", field="id")
+            raise DiscontinuedProductIsFinal(
+                f"product {self.sku} is discontinued", field="productId"
+            )

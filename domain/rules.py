@@ -27,11 +27,15 @@ __all__ = [
     "CurrencyMustBeIsoCode",
     "EmailMustBeWellFormed",
     "IdMustBeWellFormed",
+    "InitialStockCannotBeNegative",
+    "OrderLinesMustHaveDistinctSkus",
     "OrderLinesMustShareCurrency",
     "OrderMustHaveLines",
     "OrderTotalMustFit",
     "PriceMustBePositive",
+    "PriceMustFit",
     "QuantityMustBePositive",
+    "QuantityMustFit",
     "ReservedCannotExceedOnHand",
     "ReservedCannotGoNegative",
     "SkuMustBeWellFormed",
@@ -183,21 +187,47 @@ class CurrencyMustBeIsoCode(InvalidInput):
 
 
 class PriceMustBePositive(InvalidInput):
+    """At least one minor unit; `check` also holds the price to `PriceMustFit`."""
+
     code = "PRICE_NOT_POSITIVE"
 
     @classmethod
-    def check(cls, amount: int, field: str = "price") -> int:
-        if not 0 < amount <= MAX_PRICE:
+    def check(cls, amount: int, field: str | None = "price") -> int:
+        if amount <= 0:
+            raise cls(f"a price is between 1 and {MAX_PRICE} minor units", field=field)
+        return PriceMustFit.check(amount, field)
+
+
+class PriceMustFit(InvalidInput):
+    """Too large is not "not positive": a client told the wrong bound fixes the wrong thing."""
+
+    code = "PRICE_TOO_LARGE"
+
+    @classmethod
+    def check(cls, amount: int, field: str | None = "price") -> int:
+        if amount > MAX_PRICE:
             raise cls(f"a price is between 1 and {MAX_PRICE} minor units", field=field)
         return amount
 
 
 class QuantityMustBePositive(InvalidInput):
+    """At least one unit; `check` also holds the quantity to `QuantityMustFit`."""
+
     code = "QUANTITY_NOT_POSITIVE"
 
     @classmethod
-    def check(cls, quantity: int, field: str = "quantity") -> int:
-        if not 0 < quantity <= MAX_QUANTITY:
+    def check(cls, quantity: int, field: str | None = "quantity") -> int:
+        if quantity <= 0:
+            raise cls(f"a quantity is a whole number from 1 to {MAX_QUANTITY}", field=field)
+        return QuantityMustFit.check(quantity, field)
+
+
+class QuantityMustFit(InvalidInput):
+    code = "QUANTITY_TOO_LARGE"
+
+    @classmethod
+    def check(cls, quantity: int, field: str | None = "quantity") -> int:
+        if quantity > MAX_QUANTITY:
             raise cls(f"a quantity is a whole number from 1 to {MAX_QUANTITY}", field=field)
         return quantity
 
@@ -248,7 +278,7 @@ class ReservedCannotGoNegative(RuleBroken):
     code = "RESERVED_CANNOT_GO_NEGATIVE"
 
     @classmethod
-    def check(cls, reserved: int, field: str = "quantity") -> None:
+    def check(cls, reserved: int, field: str | None = "quantity") -> None:
         if reserved < 0:
             raise cls("cannot release or ship more units than are reserved", field=field)
 
@@ -278,6 +308,29 @@ class OrderMustHaveLines(InvalidInput):
     def check(cls, count: int, field: str = "lines") -> None:
         if not 0 < count <= MAX_ORDER_LINES:
             raise cls(f"an order has from 1 to {MAX_ORDER_LINES} lines", field=field)
+
+
+class OrderLinesMustHaveDistinctSkus(InvalidInput):
+    """One line per sku: two lines of one sku would reserve its stock twice over
+    and show the customer an order they cannot read at a glance."""
+
+    code = "DUPLICATE_SKU"
+
+    @classmethod
+    def check(cls, sku: str, seen: set[str], field: str) -> None:
+        if sku in seen:
+            raise cls(f"sku {sku} appears twice; put its units in one line", field=field)
+        seen.add(sku)
+
+
+class InitialStockCannotBeNegative(InvalidInput):
+    code = "INITIAL_STOCK_NEGATIVE"
+
+    @classmethod
+    def check(cls, quantity: int, field: str = "initialStock") -> int:
+        if quantity < 0:
+            raise cls("initial stock cannot be negative", field=field)
+        return quantity
 
 
 class OrderLinesMustShareCurrency(RuleBroken):

@@ -66,9 +66,11 @@ class Stock(Aggregate):
             StockReserved(self.id, order_id=order_id, quantity=quantity, reserved=self.reserved)
         )
 
+    # Releasing and committing take their quantities from an order's lines, not
+    # from a client's input: an error here names no input field.
     def release(self, order_id: str, quantity: int) -> None:
-        quantity = QuantityMustBePositive.check(quantity)
-        ReservedCannotGoNegative.check(self.reserved - quantity)
+        quantity = QuantityMustBePositive.check(quantity, None)
+        ReservedCannotGoNegative.check(self.reserved - quantity, None)
         self.reserved -= quantity
         self.record(
             StockReleased(self.id, order_id=order_id, quantity=quantity, reserved=self.reserved)
@@ -76,8 +78,8 @@ class Stock(Aggregate):
 
     def commit(self, order_id: str, quantity: int) -> None:
         """Reserved units ship: they leave on-hand and the reservation together."""
-        quantity = QuantityMustBePositive.check(quantity)
-        ReservedCannotGoNegative.check(self.reserved - quantity)
+        quantity = QuantityMustBePositive.check(quantity, None)
+        ReservedCannotGoNegative.check(self.reserved - quantity, None)
         UnitsSoldMustFit.check(self.units_sold + quantity)
         self.reserved -= quantity
         self.on_hand -= quantity

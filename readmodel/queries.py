@@ -556,23 +556,32 @@ def customer_search(
 
 
 def product_suggest(prefix: str, size: int = 10, scope: Scope = EVERY_ROW) -> dict[str, Any]:
-    """Products whose name has words starting with the prefix's words, the last
-    one as a prefix ("steel ke": Steel kettle), by name.
+    """Active products whose name holds every word of the prefix, the last one
+    as the start of a word, in any order ("steel ke": Steel kettle, Kettle of
+    steel), sorted by name: what the schema's productSuggestions promises.
+
+    Active only, for every caller: a suggestion shows what `products` shows by
+    default (`ProductFilter.statuses`), and staff who want drafts search
+    `products` with a status filter. Matching any word, not only the first, is
+    deliberate: "ke" should find the Camping kettle as well as the Kettle.
 
     A search rather than the completion suggester: a suggester cannot filter
-    (only through contexts, which the `name_suggest` mapping does not have),
-    and a caller who may see only active products must not get a draft's name
-    as a suggestion. Over-fetching suggestions and dropping the others would
-    lose the active ones behind many drafts; a filter in the query cannot."""
+    (only through contexts, which the `name_suggest` mapping does not have), so
+    it would suggest a draft's name. Over-fetching suggestions and dropping the
+    others would lose the active ones behind many drafts; a filter in the query
+    cannot."""
     prefix = free_text(prefix, "prefix", MAX_PREFIX)
     if not prefix:
         raise InvalidQuery(f"prefix is 1 to {MAX_PREFIX} characters", "prefix")
+    # The scope stays the one place that says who sees what; for anonymous
+    # callers and customers it asks for the same term, which is sent once.
+    active = {"term": {"status": "active"}}
     return {
         "_source": ["id", "name", "sku"],
         "query": {
             "bool": {
                 "must": [{"match_bool_prefix": {"name": {"query": prefix, "operator": "and"}}}],
-                "filter": scope.clauses("products"),
+                "filter": [active, *(c for c in scope.clauses("products") if c != active)],
             }
         },
         "sort": [{"name_sort": "asc"}, {"id": "asc"}],

@@ -25,6 +25,8 @@ from domain.order import Order, OrderLine
 from domain.product import Product, ProductStatus
 from domain.rules import (
     IdMustBeWellFormed,
+    InitialStockCannotBeNegative,
+    OrderLinesMustHaveDistinctSkus,
     OrderMustHaveLines,
     SkuMustBeWellFormed,
     TextMustBeClean,
@@ -64,7 +66,9 @@ def _status(value: str, field: str = "status") -> ProductStatus:
     try:
         return ProductStatus(TextMustBeClean.check(value, field).lower())
     except ValueError:
-        raise InvalidInput(f"unknown product status {value[:40]!r}", field=field) from None
+        raise InvalidInput(
+            f"unknown product status {value[:40]!r}", field=field, code="STATUS_UNKNOWN"
+        ) from None
 
 
 async def _product(uow: UnitOfWork, product_id: str) -> Product:
@@ -75,10 +79,12 @@ async def _product(uow: UnitOfWork, product_id: str) -> Product:
     return product
 
 
-async def _stock(uow: UnitOfWork, product_id: str) -> Stock:
+async def _stock(uow: UnitOfWork, product_id: str, field: str | None = "productId") -> Stock:
+    # `field` is the input that named the product, if one did: shipping and
+    # cancelling reach each line's stock through the order, not through an input.
     item = await uow.stocks.get(product_id)
     if item is None:
-        raise NotFound(f"no stock for product {product_id!r}", field="productId")
+        raise NotFound(f"no stock for product {product_id!r}", field=field)
     return item
 
 
@@ -108,8 +114,7 @@ async def create_product(cmd: c.CreateProduct, uow: UnitOfWork, ctx: Context) ->
     # A taken sku is refused at commit, by the unique constraint (SKU_TAKEN): a
     # lookup here would cost a round trip for every product, and could not close
     # the race between two creations anyway.
-    if cmd.initial_stock < 0:
-        raise InvalidInput("initial stock cannot be negative", field="initialStock")
+    InitialStockCannotBeNegative.check(cmd.initial_stock)
     product = Product.create(
         ctx.new_id(),
         sku=sku,
@@ -209,9 +214,7 @@ async def place_order(cmd: c.PlaceOrder, uow: UnitOfWork, ctx: Context) -> Chang
     for i, request in enumerate(cmd.lines):
         field = f"lines.{i}.sku"
         sku = SkuMustBeWellFormed.check(request.sku, field)
-        if sku in seen_skus:
-            raise InvalidInput(f"sku {sku} appears twice; use one line", field=field)
-        seen_skus.add(sku)
+        OrderLinesMustHaveDistinctSkus.check(sku, seen_skus, field)
         product = await uow.products.get_by_sku(sku)
         if product is None:
             raise NotFound(f"no product with sku {sku}", field=field)
@@ -221,7 +224,7 @@ async def place_order(cmd: c.PlaceOrder, uow: UnitOfWork, ctx: Context) -> Chang
                 field=field,
                 code="PRODUCT_NOT_ORDERABLE",
             )
-        item = await _stock(uow, product.id)
+        item = await _stock(uow, product.id, field)
         item.reserve(order_id, request.quantity, field=f"lines.{i}.quantity")
         currencies.add(product.currency)
         lines.append(OrderLine(product.id, sku, request.quantity, product.price))
@@ -244,7 +247,7 @@ async def ship_order(cmd: c.ShipOrder, uow: UnitOfWork, ctx: Context) -> Changed
     order.expect_version(cmd.expected_version)
     order.ship(ctx.now)
     for line in order.lines:
-        (await _stock(uow, line.product_id)).commit(order.id, line.quantity)
+        (await _stock(uow, line.product_id, None)).commit(order.id, line.quantity)
     return Changed("Order", order_snapshot(order))
 
 
@@ -254,7 +257,7 @@ async def cancel_order(cmd: c.CancelOrder, uow: UnitOfWork, ctx: Context) -> Cha
     order.expect_version(cmd.expected_version)
     order.cancel(ctx.now, cmd.reason)
     for line in order.lines:
-        (await _stock(uow, line.product_id)).release(order.id, line.quantity)
+        (await _stock(uow, line.product_id, None)).release(order.id, line.quantity)
     return Changed("Order", order_snapshot(order))
 
 

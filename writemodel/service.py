@@ -143,7 +143,9 @@ class CommandService:
                 if attempt >= self.max_attempts:
                     if unanswered is not None:
                         raise CommitOutcomeUnknown(str(unanswered)) from lost
-                    if conflict:
+                    if isinstance(lost, ConcurrencyConflict):
+                        # No expectedVersion was sent: the conflict names no input.
+                        lost.field = None
                         raise
                     # Deadlocks or serialization failures every time: nothing was
                     # written, and the database is too contended to say more.

@@ -49,6 +49,7 @@ async def execute(
                 InvalidInput(
                     f"an idempotency key is 1 to {MAX_KEY_LENGTH} characters",
                     field="idempotencyKey",
+                    code="IDEMPOTENCY_KEY_OUT_OF_BOUNDS",
                 )
             )
         try:

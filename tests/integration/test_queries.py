@@ -176,6 +176,53 @@ async def test_suggestions_complete_a_name_prefix(catalog: Bicameral) -> None:
     assert {s["sku"] for s in data["productSuggestions"]} == {"K-1", "O-1"}
 
 
+SUGGEST = "query($prefix: String!) { productSuggestions(prefix: $prefix) { sku } }"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        # The start of the name and the start of any later word, in name order.
+        ("ke", ["O-1", "K-1"]),
+        ("KET", ["O-1", "K-1"]),
+        # Whole words before the last, in any order; the last only begun.
+        ("steel ke", ["K-1"]),
+        ("kettle st", ["K-1"]),
+        ("camping kettle", ["O-1"]),
+        # Never the middle of a word; every word must be found.
+        ("ettle", []),
+        ("steel te", []),
+    ],
+)
+async def test_suggestions_match_the_start_of_any_word_of_the_name_as_the_schema_says(
+    catalog: Bicameral, prefix: str, expected: list[str]
+) -> None:
+    data = await gql(catalog, SUGGEST, prefix=prefix)
+    assert [s["sku"] for s in data["productSuggestions"]] == expected
+
+
+async def test_suggestions_show_only_what_products_shows_by_default_even_to_staff(
+    catalog: Bicameral,
+) -> None:
+    app = catalog
+    await app.commands.execute(
+        c.CreateProduct(sku="D-1", name="Kettle draft", price=100, currency="EUR", status="draft"),
+        actor=SYSTEM,
+    )
+    gone = await app.commands.execute(
+        c.CreateProduct(sku="X-1", name="Kettle gone", price=100, currency="EUR"), actor=SYSTEM
+    )
+    await app.commands.execute(c.DiscontinueProduct(product_id=gone.snapshot["id"]), actor=SYSTEM)
+    await app.worker.run_until_caught_up()
+
+    suggested = await gql(app, SUGGEST, prefix="ke")
+    listed = await skus(app, search="kettle")
+
+    # ADMIN sees every status when asking for it, and yet: a suggestion is active only.
+    assert [s["sku"] for s in suggested["productSuggestions"]] == ["O-1", "K-1"]
+    assert sorted(listed) == ["K-1", "O-1"]
+
+
 @pytest.mark.parametrize(
     ("arguments", "argument"),
     [

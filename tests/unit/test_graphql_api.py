@@ -165,7 +165,7 @@ async def test_create_product_returns_the_product_and_a_consistency_token(app: F
         ({"sku": "has spaces"}, "SKU_MALFORMED", "sku"),
         ({"sku": ""}, "SKU_MALFORMED", "sku"),
         ({"currency": "euros"}, "CURRENCY_MALFORMED", "currency"),
-        ({"initialStock": -5}, "INVALID_INPUT", "initialStock"),
+        ({"initialStock": -5}, "INITIAL_STOCK_NEGATIVE", "initialStock"),
     ],
 )
 async def test_create_product_with_bad_input_returns_a_typed_error(

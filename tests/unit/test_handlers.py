@@ -190,8 +190,8 @@ async def test_creating_a_product_with_a_taken_sku_is_refused_whatever_its_case(
         ({"price": -5}, "PRICE_NOT_POSITIVE", "price"),
         ({"currency": "euro"}, "CURRENCY_MALFORMED", "currency"),
         ({"name": "  "}, "TEXT_OUT_OF_BOUNDS", "name"),
-        ({"initial_stock": -1}, "INVALID_INPUT", "initialStock"),
-        ({"status": "sold-out"}, "INVALID_INPUT", "status"),
+        ({"initial_stock": -1}, "INITIAL_STOCK_NEGATIVE", "initialStock"),
+        ({"status": "sold-out"}, "STATUS_UNKNOWN", "status"),
         ({"status": "discontinued"}, "PRODUCT_DISCONTINUED", "status"),
         ({"tags": tuple(f"t{i}" for i in range(21))}, "TOO_MANY_TAGS", "tags"),
     ],
@@ -275,7 +275,7 @@ async def test_updating_a_product_at_another_version_is_a_conflict(shop: Shop) -
     [
         ("discontinued", "DISCONTINUE_WITH_ITS_OWN_COMMAND"),
         ("draft", "ACTIVE_CANNOT_RETURN_TO_DRAFT"),
-        ("gone", "INVALID_INPUT"),
+        ("gone", "STATUS_UNKNOWN"),
     ],
 )
 async def test_an_update_cannot_move_an_active_product_to_an_illegal_status(
@@ -763,6 +763,7 @@ async def test_an_order_cannot_mix_currencies(shop: Shop) -> None:
         (c.OrderLineRequest("A", 0), "QUANTITY_NOT_POSITIVE", "lines.0.quantity"),
         (c.OrderLineRequest("A", -2), "QUANTITY_NOT_POSITIVE", "lines.0.quantity"),
         (c.OrderLineRequest("not a sku", 1), "SKU_MALFORMED", "lines.0.sku"),
+        (c.OrderLineRequest("A", 2_147_483_647), "QUANTITY_TOO_LARGE", "lines.0.quantity"),
     ],
 )
 async def test_a_bad_order_line_is_refused_naming_its_field(
@@ -774,6 +775,22 @@ async def test_a_bad_order_line_is_refused_naming_its_field(
     error = await shop.refused(c.PlaceOrder(customer_id=customer_id, lines=(line,)))
 
     assert (error.code, error.field) == (code, field)
+
+
+async def test_a_sku_on_two_lines_is_refused_as_a_duplicate_naming_the_second(
+    shop: Shop,
+) -> None:
+    await shop.product("A")
+    customer_id = await shop.customer()
+
+    error = await shop.refused(
+        c.PlaceOrder(
+            customer_id=customer_id,
+            lines=(c.OrderLineRequest("A", 1), c.OrderLineRequest(" a ", 2)),
+        )
+    )
+
+    assert (error.code, error.field) == ("DUPLICATE_SKU", "lines.1.sku")
 
 
 # --- payOrder, shipOrder, cancelOrder ---
@@ -868,7 +885,7 @@ async def test_an_order_refuses_an_illegal_status_transition(
     error = await shop.refused(command(order_id=placed["order"]))  # type: ignore[call-arg]
 
     assert isinstance(error, RuleBroken)
-    assert (error.code, error.field) == ("ILLEGAL_STATUS_TRANSITION", "id")
+    assert (error.code, error.field) == ("ILLEGAL_STATUS_TRANSITION", "orderId")
 
 
 @pytest.mark.parametrize("command", [c.PayOrder, c.ShipOrder, c.CancelOrder])
@@ -1049,7 +1066,7 @@ async def test_initial_stock_out_of_range_names_initial_stock(shop: Shop) -> Non
         )
     )
 
-    assert (error.code, error.field) == ("QUANTITY_NOT_POSITIVE", "initialStock")
+    assert (error.code, error.field) == ("QUANTITY_TOO_LARGE", "initialStock")
 
 
 # --- who may change what (writemodel/access.py) ---

@@ -277,13 +277,14 @@ def test_a_search_of_two_hundred_characters_is_allowed() -> None:
     assert text_match["multi_match"]["query"] == "x" * 200
 
 
-def test_suggestions_complete_a_name_prefix() -> None:
+def test_suggestions_complete_a_name_prefix_among_active_products_only() -> None:
+    # Active only for every caller, staff too: what `products` shows by default.
     assert product_suggest("  Ket ", size=5) == {
         "_source": ["id", "name", "sku"],
         "query": {
             "bool": {
                 "must": [{"match_bool_prefix": {"name": {"query": "Ket", "operator": "and"}}}],
-                "filter": [],
+                "filter": [{"term": {"status": "active"}}],
             }
         },
         "sort": [{"name_sort": "asc"}, {"id": "asc"}],
@@ -291,7 +292,7 @@ def test_suggestions_complete_a_name_prefix() -> None:
     }
 
 
-def test_suggestions_for_a_caller_who_sees_active_products_filter_by_status() -> None:
+def test_suggestions_for_a_caller_who_sees_active_products_filter_by_status_once() -> None:
     body = product_suggest("ket", scope=Scope(active_only=True))
 
     assert body["query"]["bool"]["filter"] == [{"term": {"status": "active"}}]

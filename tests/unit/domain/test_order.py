@@ -18,6 +18,7 @@ from domain.rules import (
     OrderLinesMustShareCurrency,
     OrderMustHaveLines,
     QuantityMustBePositive,
+    QuantityMustFit,
     TextMustFit,
 )
 from domain.stock import Stock
@@ -134,14 +135,22 @@ def test_an_order_mixing_currencies_is_rejected(now: datetime) -> None:
     assert raised.value.field == "lines"
 
 
-@pytest.mark.parametrize("quantity", [0, -1, 1_000_001])
+@pytest.mark.parametrize(
+    ("quantity", "code"),
+    [
+        (0, "QUANTITY_NOT_POSITIVE"),
+        (-1, "QUANTITY_NOT_POSITIVE"),
+        (1_000_001, "QUANTITY_TOO_LARGE"),
+        (2_147_483_647, "QUANTITY_TOO_LARGE"),
+    ],
+)
 def test_a_line_quantity_outside_one_to_a_million_is_rejected_naming_its_line(
-    now: datetime, quantity: int
+    now: datetime, quantity: int, code: str
 ) -> None:
-    with pytest.raises(QuantityMustBePositive) as raised:
+    with pytest.raises((QuantityMustBePositive, QuantityMustFit)) as raised:
         place(now, [line(1), line(2, quantity=quantity)])
 
-    assert raised.value.code == "QUANTITY_NOT_POSITIVE"
+    assert raised.value.code == code
     assert raised.value.field == "lines.1.quantity"
 
 
@@ -263,7 +272,7 @@ def test_an_illegal_transition_raises_and_changes_nothing(
         act(order, now + timedelta(minutes=5))
 
     assert raised.value.code == "ILLEGAL_STATUS_TRANSITION"
-    assert raised.value.field == "id"
+    assert raised.value.field == "orderId"
     assert f"{start.value} cannot become {target.value}" in raised.value.message
     assert state(order) == before
 

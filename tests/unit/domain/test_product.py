@@ -214,12 +214,23 @@ def test_text_at_its_limit_is_accepted_and_description_and_category_may_be_empty
     assert (bare.description, bare.category) == ("", "")
 
 
-@pytest.mark.parametrize("price", [0, -1, -1250, MAX_PRICE + 1, 10**12])
-def test_a_price_outside_one_to_what_an_int_carries_is_rejected(now: datetime, price: int) -> None:
-    with pytest.raises(PriceMustBePositive) as raised:
+@pytest.mark.parametrize(
+    ("price", "code"),
+    [
+        (0, "PRICE_NOT_POSITIVE"),
+        (-1, "PRICE_NOT_POSITIVE"),
+        (-1250, "PRICE_NOT_POSITIVE"),
+        (MAX_PRICE + 1, "PRICE_TOO_LARGE"),
+        (10**12, "PRICE_TOO_LARGE"),
+    ],
+)
+def test_a_price_outside_one_to_what_an_int_carries_is_rejected(
+    now: datetime, price: int, code: str
+) -> None:
+    with pytest.raises(InvalidInput) as raised:
         create(now, price=price)
 
-    assert raised.value.code == "PRICE_NOT_POSITIVE"
+    assert raised.value.code == code
     assert raised.value.field == "price"
 
 
@@ -494,15 +505,20 @@ def test_setting_the_same_price_records_nothing(now: datetime, currency: str | N
     assert snapshot(product) == before
 
 
-@pytest.mark.parametrize("price", [0, -5, MAX_PRICE + 1])
-def test_an_invalid_new_price_is_refused_and_changes_nothing(now: datetime, price: int) -> None:
+@pytest.mark.parametrize(
+    ("price", "code"),
+    [(0, "PRICE_NOT_POSITIVE"), (-5, "PRICE_NOT_POSITIVE"), (MAX_PRICE + 1, "PRICE_TOO_LARGE")],
+)
+def test_an_invalid_new_price_is_refused_and_changes_nothing(
+    now: datetime, price: int, code: str
+) -> None:
     product = create(now)
     before = snapshot(product)
 
-    with pytest.raises(PriceMustBePositive) as raised:
+    with pytest.raises(InvalidInput) as raised:
         product.change_price(price)
 
-    assert raised.value.code == "PRICE_NOT_POSITIVE"
+    assert raised.value.code == code
     assert raised.value.field == "price"
     assert snapshot(product) == before
 
@@ -571,5 +587,5 @@ def test_a_discontinued_product_is_final(now: datetime, change: Any) -> None:
         change(product)
 
     assert raised.value.code == "PRODUCT_DISCONTINUED"
-    assert raised.value.field == "id"
+    assert raised.value.field == "productId"
     assert snapshot(product) == before
