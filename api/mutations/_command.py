@@ -1,9 +1,29 @@
-"""What every mutation does: run one command on behalf of the caller, turn a
-domain error into a typed one."""
+"""What every mutation does: run one command on behalf of the caller, answer
+with the changed object as the read model will hold it, or with a typed error.
+
+One object, one truth per id: a client's cache (Apollo's, urql's, Relay's)
+keeps one record per `Product:<id>`, `Order:<id>`, `Customer:<id>`, fed by
+mutations and queries alike. So a mutation does not describe its object from
+the write side's snapshot (which lacks what only the read model fills: the
+customer's name on an order, a line's product name, `updatedAt`, a customer's
+lifetime figures); it answers with the document the read model's projection
+builds, read from the write database right after the commit by the same
+builder (`Bicameral.document`): field for field what a query with the
+returned consistencyToken shows. It costs one read by primary key after the
+commit (one statement; an order's lines come with it).
+
+An idempotent replay answers with the object as it is now, not as the first
+answer showed it: the first answer may be older than what the client's cache
+already holds (a later write, a rename, more orders), and writing it over
+the record would roll the cache back. The token stays the first one; a query
+with it shows the object as it is now too.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Generic
 
 import strawberry
 from graphql import GraphQLError
@@ -14,15 +34,26 @@ from api.identity import Identity
 from domain.commands import Command
 from domain.errors import DomainError, InvalidInput
 from domain.rules import TextMustBeClean
+from readmodel.projections import D, Projection
 from writemodel.access import Actor
+from writemodel.database import is_database_fault
 from writemodel.service import CommandOutcome
 from writemodel.unit_of_work import CommitOutcomeUnknown, WriteDatabaseUnavailable
 
-__all__ = ["MAX_KEY_LENGTH", "actor_of", "execute"]
+__all__ = ["MAX_KEY_LENGTH", "Answer", "actor_of", "execute"]
 
 log = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Answer(Generic[D]):
+    """A command that applied (or replayed): its object's read-model document and token."""
+
+    document: D
+    consistency_token: str
+    replayed: bool
 
 
 def actor_of(identity: Identity) -> Actor:
@@ -38,6 +69,48 @@ def actor_of(identity: Identity) -> Actor:
 
 
 async def execute(
+    info: strawberry.Info[Context, None],
+    command: Command,
+    idempotency_key: str | None,
+    projection: Projection[D],
+) -> Answer[D] | Error:
+    """Run `command`, and answer with the document `projection` builds for the
+    object it changed, or with the typed error it was refused with."""
+    outcome = await _run(info, command, idempotency_key)
+    if isinstance(outcome, Error):
+        return outcome
+    return await _answer(info.context, outcome, projection)
+
+
+async def _answer(
+    context: Context, outcome: CommandOutcome, projection: Projection[D]
+) -> Answer[D]:
+    token = str(outcome.position)
+    document = None
+    # A pooled connection that died since the commit fails its first statement;
+    # one more read on a new connection nearly always does (as for commands).
+    for attempt in (1, 2):
+        try:
+            document = await context.app.document(projection, outcome.snapshot["id"])
+            break
+        except Exception as error:
+            if not is_database_fault(error):
+                raise
+            log.warning("a committed change could not be read back (try %d): %s", attempt, error)
+    if document is None:
+        # Committed, so "nothing was written" would be false. COMMIT_OUTCOME_UNKNOWN
+        # promises "may or may not have been applied", which holds, and its remedy
+        # (send it again with the same key: it replays) answers with the object.
+        raise GraphQLError(
+            "the change was committed, but the write database could not be reached to "
+            "read it back: query it with extensions.consistencyToken, or send it again "
+            "with the same idempotencyKey",
+            extensions={"code": "COMMIT_OUTCOME_UNKNOWN", "consistencyToken": token},
+        )
+    return Answer(document, token, outcome.replayed)
+
+
+async def _run(
     info: strawberry.Info[Context, None], command: Command, idempotency_key: str | None
 ) -> CommandOutcome | Error:
     if idempotency_key is not None:

@@ -16,8 +16,9 @@ from api.errors import (
     VersionConflictError,
 )
 from api.mutations._command import execute
-from api.types import Product, product_document
+from api.types import Product
 from domain.commands import AdjustStock
+from readmodel.projections import ProductsProjection
 
 
 @strawberry.input
@@ -69,11 +70,12 @@ async def adjust_stock(
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        ProductsProjection(),
     )
     if isinstance(outcome, Error):
         return outcome  # type: ignore[return-value]
     return AdjustStockSuccess(
-        product=Product.from_document(product_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
+        product=Product.from_document(outcome.document),
+        consistency_token=outcome.consistency_token,
         replayed=outcome.replayed,
     )

@@ -16,8 +16,9 @@ from api.errors import (
     VersionConflictError,
 )
 from api.mutations._command import execute
-from api.types import Customer, customer_document
+from api.types import Customer
 from domain.commands import EraseCustomer
+from readmodel.projections import CustomersProjection
 
 
 @strawberry.input
@@ -63,11 +64,12 @@ async def erase_customer(
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        CustomersProjection(),
     )
     if isinstance(outcome, Error):
         return outcome  # type: ignore[return-value]
     return EraseCustomerSuccess(
-        customer=Customer.from_document(customer_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
+        customer=Customer.from_document(outcome.document),
+        consistency_token=outcome.consistency_token,
         replayed=outcome.replayed,
     )

@@ -16,9 +16,10 @@ from api.errors import (
     VersionConflictError,
 )
 from api.mutations._command import execute
-from api.types import Order, order_document
+from api.types import Order
 from domain.commands import OrderLineRequest, PlaceOrder
 from domain.rules import MAX_ORDER_LINES
+from readmodel.projections import OrdersProjection
 
 
 @strawberry.input
@@ -75,11 +76,12 @@ async def place_order(
             ),
         ),
         idempotency_key,
+        OrdersProjection(),
     )
     if isinstance(outcome, Error):
         return outcome  # type: ignore[return-value]
     return PlaceOrderSuccess(
-        order=Order.from_document(order_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
+        order=Order.from_document(outcome.document),
+        consistency_token=outcome.consistency_token,
         replayed=outcome.replayed,
     )

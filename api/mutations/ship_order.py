@@ -16,8 +16,9 @@ from api.errors import (
     VersionConflictError,
 )
 from api.mutations._command import execute
-from api.types import Order, order_document
+from api.types import Order
 from domain.commands import ShipOrder
+from readmodel.projections import OrdersProjection
 
 
 @strawberry.input
@@ -63,11 +64,12 @@ async def ship_order(
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        OrdersProjection(),
     )
     if isinstance(outcome, Error):
         return outcome  # type: ignore[return-value]
     return ShipOrderSuccess(
-        order=Order.from_document(order_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
+        order=Order.from_document(outcome.document),
+        consistency_token=outcome.consistency_token,
         replayed=outcome.replayed,
     )

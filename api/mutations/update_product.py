@@ -16,8 +16,9 @@ from api.errors import (
     VersionConflictError,
 )
 from api.mutations._command import execute
-from api.types import Product, ProductStatus, product_document
+from api.types import Product, ProductStatus
 from domain.commands import UpdateProduct
+from readmodel.projections import ProductsProjection
 
 
 @strawberry.input
@@ -75,11 +76,12 @@ async def update_product(
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        ProductsProjection(),
     )
     if isinstance(outcome, Error):
         return outcome  # type: ignore[return-value]
     return UpdateProductSuccess(
-        product=Product.from_document(product_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
+        product=Product.from_document(outcome.document),
+        consistency_token=outcome.consistency_token,
         replayed=outcome.replayed,
     )
