@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import warnings
 from datetime import datetime
-from enum import Enum
 from typing import Any, NewType
 
 import strawberry
 from graphql import IntValueNode, StringValueNode, ValueNode
 
 from api.policy import sees_contact_details
+from domain.order import OrderStatus
+from domain.product import ProductStatus
 from domain.rules import MAX_SAFE_INTEGER
 from readmodel.documents import CustomerDocument, OrderDocument, ProductDocument
 
@@ -77,19 +78,14 @@ with warnings.catch_warnings():
     )
 
 
-@strawberry.enum(description="Where a product is in its life.")
-class ProductStatus(Enum):
-    DRAFT = "draft"
-    ACTIVE = "active"
-    DISCONTINUED = "discontinued"
-
-
-@strawberry.enum(description="placed -> paid -> shipped; placed or paid -> cancelled.")
-class OrderStatus(Enum):
-    PLACED = "placed"
-    PAID = "paid"
-    SHIPPED = "shipped"
-    CANCELLED = "cancelled"
+# The domain's own enums are the schema's: a status keeps one form from the
+# client to the aggregate and back (names as GraphQL shows them, values as stored).
+strawberry.enum(ProductStatus, name="ProductStatus", description="Where a product is in its life.")
+strawberry.enum(
+    OrderStatus,
+    name="OrderStatus",
+    description="placed -> paid -> shipped; placed or paid -> cancelled.",
+)
 
 
 @strawberry.type(description="An amount in integer minor units (cents) of a currency.")

@@ -21,9 +21,11 @@ with it shows the object as it is now too.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import strawberry
 from graphql import GraphQLError
@@ -40,11 +42,33 @@ from writemodel.database import is_database_fault
 from writemodel.service import CommandOutcome
 from writemodel.unit_of_work import CommitOutcomeUnknown, WriteDatabaseUnavailable
 
-__all__ = ["MAX_KEY_LENGTH", "Answer", "actor_of", "execute"]
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "Answer",
+    "MutationSuccess",
+    "actor_of",
+    "execute",
+    "returns_errors",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 200
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound="MutationSuccess")
+
+
+@strawberry.interface(description="What every successful mutation answers besides its object.")
+class MutationSuccess:
+    consistency_token: str = strawberry.field(
+        description="Pass to a query's consistencyToken to read this write."
+    )
+    replayed: bool = strawberry.field(
+        description="True when an idempotency key answered for the first request: "
+        "nothing was written this time, and the object is shown as it is now."
+    )
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,34 @@ class Answer(Generic[D]):
     document: D
     consistency_token: str
     replayed: bool
+
+    def success(self, kind: type[S], **objects: Any) -> S:
+        """The mutation's success payload, with what every one of them carries."""
+        return kind(consistency_token=self.consistency_token, replayed=self.replayed, **objects)
+
+
+class _Refused(Exception):
+    """A command refused with a typed error: the mutation answers with it."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
+def returns_errors(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """A mutation resolver whose `execute` was refused answers with the typed error.
+
+    Each mutation's union lists the errors its command can end in; this is the
+    one place that trusts it, instead of a `type: ignore` in every file."""
+
+    @functools.wraps(resolver)
+    async def resolve(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await resolver(*args, **kwargs)
+        except _Refused as refused:
+            return cast(R, refused.error)
+
+    return resolve
 
 
 def actor_of(identity: Identity) -> Actor:
@@ -73,12 +125,12 @@ async def execute(
     command: Command,
     idempotency_key: str | None,
     projection: Projection[D],
-) -> Answer[D] | Error:
+) -> Answer[D]:
     """Run `command`, and answer with the document `projection` builds for the
-    object it changed, or with the typed error it was refused with."""
+    object it changed. A refusal ends the resolver (see `returns_errors`)."""
     outcome = await _run(info, command, idempotency_key)
     if isinstance(outcome, Error):
-        return outcome
+        raise _Refused(outcome)
     return await _answer(info.context, outcome, projection)
 
 

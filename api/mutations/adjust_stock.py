@@ -8,14 +8,13 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
+from api.mutations._command import MutationSuccess, execute, returns_errors
 from api.types import Product
 from domain.commands import AdjustStock
 from readmodel.projections import ProductsProjection
@@ -35,14 +34,8 @@ class AdjustStockInput:
 
 
 @strawberry.type
-class AdjustStockSuccess:
+class AdjustStockSuccess(MutationSuccess):
     product: Product
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 AdjustStockResult = Annotated[
@@ -56,12 +49,13 @@ AdjustStockResult = Annotated[
 ]
 
 
+@returns_errors
 async def adjust_stock(
     info: strawberry.Info[Context, None],
     input: AdjustStockInput,
     idempotency_key: str | None = None,
 ) -> AdjustStockResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         AdjustStock(
             product_id=str(input.product_id),
@@ -72,10 +66,4 @@ async def adjust_stock(
         idempotency_key,
         ProductsProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return AdjustStockSuccess(
-        product=Product.from_document(outcome.document),
-        consistency_token=outcome.consistency_token,
-        replayed=outcome.replayed,
-    )
+    return answer.success(AdjustStockSuccess, product=Product.from_document(answer.document))

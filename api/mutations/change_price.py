@@ -8,14 +8,13 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
+from api.mutations._command import MutationSuccess, execute, returns_errors
 from api.types import Product
 from domain.commands import ChangePrice
 from readmodel.projections import ProductsProjection
@@ -35,14 +34,8 @@ class ChangePriceInput:
 
 
 @strawberry.type
-class ChangePriceSuccess:
+class ChangePriceSuccess(MutationSuccess):
     product: Product
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 ChangePriceResult = Annotated[
@@ -56,12 +49,13 @@ ChangePriceResult = Annotated[
 ]
 
 
+@returns_errors
 async def change_price(
     info: strawberry.Info[Context, None],
     input: ChangePriceInput,
     idempotency_key: str | None = None,
 ) -> ChangePriceResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         ChangePrice(
             product_id=str(input.product_id),
@@ -72,10 +66,4 @@ async def change_price(
         idempotency_key,
         ProductsProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return ChangePriceSuccess(
-        product=Product.from_document(outcome.document),
-        consistency_token=outcome.consistency_token,
-        replayed=outcome.replayed,
-    )
+    return answer.success(ChangePriceSuccess, product=Product.from_document(answer.document))

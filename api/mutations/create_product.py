@@ -9,13 +9,12 @@ import strawberry
 from api.context import Context
 from api.errors import (
     AlreadyExistsError,
-    Error,
     ForbiddenError,
     InvalidInputError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
+from api.mutations._command import MutationSuccess, execute, returns_errors
 from api.types import Product, ProductStatus
 from domain.commands import CreateProduct
 from readmodel.projections import ProductsProjection
@@ -35,14 +34,8 @@ class CreateProductInput:
 
 
 @strawberry.type
-class CreateProductSuccess:
+class CreateProductSuccess(MutationSuccess):
     product: Product
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 CreateProductResult = Annotated[
@@ -56,12 +49,13 @@ CreateProductResult = Annotated[
 ]
 
 
+@returns_errors
 async def create_product(
     info: strawberry.Info[Context, None],
     input: CreateProductInput,
     idempotency_key: str | None = None,
 ) -> CreateProductResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         CreateProduct(
             sku=input.sku,
@@ -71,16 +65,10 @@ async def create_product(
             description=input.description,
             category=input.category,
             tags=tuple(input.tags),
-            status=input.status.value,
+            status=input.status,
             initial_stock=input.initial_stock,
         ),
         idempotency_key,
         ProductsProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return CreateProductSuccess(
-        product=Product.from_document(outcome.document),
-        consistency_token=outcome.consistency_token,
-        replayed=outcome.replayed,
-    )
+    return answer.success(CreateProductSuccess, product=Product.from_document(answer.document))

@@ -8,14 +8,13 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
+from api.mutations._command import MutationSuccess, execute, returns_errors
 from api.types import Customer
 from domain.commands import EraseCustomer
 from readmodel.projections import CustomersProjection
@@ -31,14 +30,8 @@ class EraseCustomerInput:
 
 
 @strawberry.type
-class EraseCustomerSuccess:
+class EraseCustomerSuccess(MutationSuccess):
     customer: Customer
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 EraseCustomerResult = Annotated[
@@ -52,12 +45,13 @@ EraseCustomerResult = Annotated[
 ]
 
 
+@returns_errors
 async def erase_customer(
     info: strawberry.Info[Context, None],
     input: EraseCustomerInput,
     idempotency_key: str | None = None,
 ) -> EraseCustomerResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         EraseCustomer(
             customer_id=str(input.customer_id),
@@ -66,10 +60,4 @@ async def erase_customer(
         idempotency_key,
         CustomersProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return EraseCustomerSuccess(
-        customer=Customer.from_document(outcome.document),
-        consistency_token=outcome.consistency_token,
-        replayed=outcome.replayed,
-    )
+    return answer.success(EraseCustomerSuccess, customer=Customer.from_document(answer.document))

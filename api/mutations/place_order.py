@@ -8,14 +8,13 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
+from api.mutations._command import MutationSuccess, execute, returns_errors
 from api.types import Order
 from domain.commands import OrderLineRequest, PlaceOrder
 from domain.rules import MAX_ORDER_LINES
@@ -35,14 +34,8 @@ class PlaceOrderInput:
 
 
 @strawberry.type
-class PlaceOrderSuccess:
+class PlaceOrderSuccess(MutationSuccess):
     order: Order
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 PlaceOrderResult = Annotated[
@@ -56,6 +49,7 @@ PlaceOrderResult = Annotated[
 ]
 
 
+@returns_errors
 async def place_order(
     info: strawberry.Info[Context, None],
     input: PlaceOrderInput,
@@ -67,7 +61,7 @@ async def place_order(
             field="lines",
             message=f"an order has from 1 to {MAX_ORDER_LINES} lines",
         )
-    outcome = await execute(
+    answer = await execute(
         info,
         PlaceOrder(
             customer_id=str(input.customer_id),
@@ -78,10 +72,4 @@ async def place_order(
         idempotency_key,
         OrdersProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return PlaceOrderSuccess(
-        order=Order.from_document(outcome.document),
-        consistency_token=outcome.consistency_token,
-        replayed=outcome.replayed,
-    )
+    return answer.success(PlaceOrderSuccess, order=Order.from_document(answer.document))

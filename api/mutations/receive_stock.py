@@ -8,14 +8,13 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
+from api.mutations._command import MutationSuccess, execute, returns_errors
 from api.types import Product
 from domain.commands import ReceiveStock
 from readmodel.projections import ProductsProjection
@@ -32,14 +31,8 @@ class ReceiveStockInput:
 
 
 @strawberry.type
-class ReceiveStockSuccess:
+class ReceiveStockSuccess(MutationSuccess):
     product: Product
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 ReceiveStockResult = Annotated[
@@ -53,12 +46,13 @@ ReceiveStockResult = Annotated[
 ]
 
 
+@returns_errors
 async def receive_stock(
     info: strawberry.Info[Context, None],
     input: ReceiveStockInput,
     idempotency_key: str | None = None,
 ) -> ReceiveStockResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         ReceiveStock(
             product_id=str(input.product_id),
@@ -68,10 +62,4 @@ async def receive_stock(
         idempotency_key,
         ProductsProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return ReceiveStockSuccess(
-        product=Product.from_document(outcome.document),
-        consistency_token=outcome.consistency_token,
-        replayed=outcome.replayed,
-    )
+    return answer.success(ReceiveStockSuccess, product=Product.from_document(answer.document))

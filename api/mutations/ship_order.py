@@ -8,14 +8,13 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
+from api.mutations._command import MutationSuccess, execute, returns_errors
 from api.types import Order
 from domain.commands import ShipOrder
 from readmodel.projections import OrdersProjection
@@ -31,14 +30,8 @@ class ShipOrderInput:
 
 
 @strawberry.type
-class ShipOrderSuccess:
+class ShipOrderSuccess(MutationSuccess):
     order: Order
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 ShipOrderResult = Annotated[
@@ -52,12 +45,13 @@ ShipOrderResult = Annotated[
 ]
 
 
+@returns_errors
 async def ship_order(
     info: strawberry.Info[Context, None],
     input: ShipOrderInput,
     idempotency_key: str | None = None,
 ) -> ShipOrderResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         ShipOrder(
             order_id=str(input.order_id),
@@ -66,10 +60,4 @@ async def ship_order(
         idempotency_key,
         OrdersProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return ShipOrderSuccess(
-        order=Order.from_document(outcome.document),
-        consistency_token=outcome.consistency_token,
-        replayed=outcome.replayed,
-    )
+    return answer.success(ShipOrderSuccess, order=Order.from_document(answer.document))

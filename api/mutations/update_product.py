@@ -8,14 +8,13 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
+from api.mutations._command import MutationSuccess, execute, returns_errors
 from api.types import Product, ProductStatus
 from domain.commands import UpdateProduct
 from readmodel.projections import ProductsProjection
@@ -38,14 +37,8 @@ class UpdateProductInput:
 
 
 @strawberry.type
-class UpdateProductSuccess:
+class UpdateProductSuccess(MutationSuccess):
     product: Product
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 UpdateProductResult = Annotated[
@@ -59,12 +52,13 @@ UpdateProductResult = Annotated[
 ]
 
 
+@returns_errors
 async def update_product(
     info: strawberry.Info[Context, None],
     input: UpdateProductInput,
     idempotency_key: str | None = None,
 ) -> UpdateProductResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         UpdateProduct(
             product_id=str(input.product_id),
@@ -72,16 +66,10 @@ async def update_product(
             description=input.description,
             category=input.category,
             tags=None if input.tags is None else tuple(input.tags),
-            status=None if input.status is None else input.status.value,
+            status=input.status,
             expected_version=input.expected_version,
         ),
         idempotency_key,
         ProductsProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return UpdateProductSuccess(
-        product=Product.from_document(outcome.document),
-        consistency_token=outcome.consistency_token,
-        replayed=outcome.replayed,
-    )
+    return answer.success(UpdateProductSuccess, product=Product.from_document(answer.document))

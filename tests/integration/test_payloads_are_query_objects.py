@@ -67,8 +67,8 @@ class Compare:
             f"mutation($input: {name}Input!, $key: String) {{ "
             f"{field}(input: $input, idempotencyKey: $key) {{ __typename "
             f"... on Error {{ code message }} "
-            f"... on {name}Success {{ consistencyToken replayed "
-            f"{kind} {{ {FIELDS[kind]} }} }} }} }}"
+            f"... on MutationSuccess {{ consistencyToken replayed }} "
+            f"... on {name}Success {{ {kind} {{ {FIELDS[kind]} }} }} }} }}"
         )
         payload = (await _execute(self.app, query, {"input": input, "key": key}))[field]
         assert payload["__typename"] == f"{name}Success", payload

@@ -689,3 +689,37 @@ async def test_an_anonymous_mutation_is_refused_before_it_runs(app: FakeApp) -> 
     assert [e.extensions for e in result.errors] == [
         {"code": "UNAUTHENTICATED", "field": "createProduct"}
     ]
+
+
+class UnreadableApp(FakeApp):
+    """The write database goes away between a command's commit and its read-back."""
+
+    async def document(self, projection: Projection[Any], id: str) -> Document | None:
+        raise ConnectionRefusedError("connection refused")
+
+
+async def test_a_committed_change_whose_object_cannot_be_read_back_says_it_committed() -> None:
+    app = UnreadableApp()
+
+    result = await run(CREATE_PRODUCT, app, {"input": product_input()})
+
+    assert result.errors is not None
+    assert [e.extensions for e in result.errors] == [
+        {"code": "COMMIT_OUTCOME_UNKNOWN", "consistencyToken": str(app.store.head)}
+    ]
+    assert "was committed" in result.errors[0].message
+    assert len(app.store.products) == 1  # it was
+
+
+async def test_every_success_payload_implements_mutation_success(app: FakeApp) -> None:
+    result = await run(
+        '{ __type(name: "MutationSuccess") { possibleTypes { name } } '
+        "__schema { mutationType { fields { name } } } }",
+        app,
+    )
+
+    assert result.errors is None and result.data is not None
+    implementing = {t["name"] for t in result.data["__type"]["possibleTypes"]}
+    mutations = result.data["__schema"]["mutationType"]["fields"]
+    assert implementing == {f["name"][0].upper() + f["name"][1:] + "Success" for f in mutations}
+    assert len(implementing) == 12
