@@ -19,7 +19,7 @@ from readmodel.feed import Applied, FeedWorker
 from readmodel.lag import ProjectionLag, read_lag
 from readmodel.notifications import APPLIED_CHANNEL, ChangeHub
 from readmodel.progress import Progress
-from readmodel.projections import default_projections
+from readmodel.projections import D, Projection, default_projections
 from readmodel.reader import Reader
 from readmodel.setup import ensure_indexes
 from readmodel.wakeup import PostgresWakeup
@@ -95,6 +95,13 @@ class Bicameral:
         """A command committed in this process: the embedded worker need not wait for its poll."""
         if self._worker_task is not None:
             self.worker.wake()
+
+    async def document(self, projection: Projection[D], id: str) -> D | None:
+        """The document `projection` builds for `id` from the write database as it
+        stands now: what a mutation answers, so that its object is the read model's."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_readonly=True)
+            return (await projection.documents(conn, [id])).get(id)
 
     async def _applied(self, _applied: Applied) -> None:
         """A batch is searchable: tell this process's subscribers and parked reads

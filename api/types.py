@@ -1,8 +1,7 @@
-"""The GraphQL object types, built from read-model documents.
-
-Mutations answer from the write side's snapshots; `product_document` and
-friends put those into the same shape as the read model's documents, so one
-set of types serves both.
+"""The GraphQL object types, each read from its read-model document
+(readmodel/documents.py). Queries read the documents from Elasticsearch;
+mutations answer with the same documents built from the write database right
+after the commit (api/mutations/_command.py), so both show one object alike.
 """
 
 from __future__ import annotations
@@ -10,14 +9,16 @@ from __future__ import annotations
 import re
 import warnings
 from datetime import datetime
-from enum import Enum
 from typing import Any, NewType
 
 import strawberry
 from graphql import IntValueNode, StringValueNode, ValueNode
 
 from api.policy import sees_contact_details
+from domain.order import OrderStatus
+from domain.product import ProductStatus
 from domain.rules import MAX_SAFE_INTEGER
+from readmodel.documents import CustomerDocument, OrderDocument, ProductDocument
 
 __all__ = [
     "Customer",
@@ -30,9 +31,6 @@ __all__ = [
     "Product",
     "ProductStatus",
     "StockLevel",
-    "customer_document",
-    "order_document",
-    "product_document",
 ]
 
 
@@ -80,19 +78,14 @@ with warnings.catch_warnings():
     )
 
 
-@strawberry.enum(description="Where a product is in its life.")
-class ProductStatus(Enum):
-    DRAFT = "draft"
-    ACTIVE = "active"
-    DISCONTINUED = "discontinued"
-
-
-@strawberry.enum(description="placed -> paid -> shipped; placed or paid -> cancelled.")
-class OrderStatus(Enum):
-    PLACED = "placed"
-    PAID = "paid"
-    SHIPPED = "shipped"
-    CANCELLED = "cancelled"
+# The domain's own enums are the schema's: a status keeps one form from the
+# client to the aggregate and back (names as GraphQL shows them, values as stored).
+strawberry.enum(ProductStatus, name="ProductStatus", description="Where a product is in its life.")
+strawberry.enum(
+    OrderStatus,
+    name="OrderStatus",
+    description="placed -> paid -> shipped; placed or paid -> cancelled.",
+)
 
 
 @strawberry.type(description="An amount in integer minor units (cents) of a currency.")
@@ -133,7 +126,7 @@ class Product:
     updated_at: datetime | None
 
     @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> Product:
+    def from_document(cls, doc: ProductDocument) -> Product:
         return cls(
             id=strawberry.ID(doc["id"]),
             version=doc["version"],
@@ -152,8 +145,8 @@ class Product:
                 in_stock=doc["in_stock"],
             ),
             units_sold=doc["units_sold"],
-            created_at=_time(doc.get("created_at")),
-            updated_at=_time(doc.get("updated_at")),
+            created_at=_time(doc["created_at"]),
+            updated_at=_time(doc["updated_at"]),
         )
 
 
@@ -196,7 +189,7 @@ class Order:
     cancelled_at: datetime | None
 
     @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> Order:
+    def from_document(cls, doc: OrderDocument) -> Order:
         currency = doc["currency"]
         customer = doc["customer"]
         return cls(
@@ -206,25 +199,25 @@ class Order:
             total=Money(amount=doc["total"], currency=currency),
             customer=OrderCustomer(
                 id=strawberry.ID(customer["id"]),
-                name=customer.get("name"),
-                stored_email=customer.get("email"),
-                erased=bool(customer.get("erased")),
+                name=customer["name"],
+                stored_email=customer["email"],
+                erased=customer["erased"],
             ),
             lines=[
                 OrderLine(
                     product_id=strawberry.ID(ln["product_id"]),
                     sku=ln["sku"],
-                    product_name=ln.get("product_name"),
+                    product_name=ln["product_name"],
                     quantity=ln["quantity"],
                     unit_price=Money(amount=ln["unit_price"], currency=currency),
-                    amount=Money(amount=ln["quantity"] * ln["unit_price"], currency=currency),
+                    amount=Money(amount=ln["amount"], currency=currency),
                 )
                 for ln in doc["lines"]
             ],
-            placed_at=_time(doc.get("placed_at")),
-            paid_at=_time(doc.get("paid_at")),
-            shipped_at=_time(doc.get("shipped_at")),
-            cancelled_at=_time(doc.get("cancelled_at")),
+            placed_at=_time(doc["placed_at"]),
+            paid_at=_time(doc["paid_at"]),
+            shipped_at=_time(doc["shipped_at"]),
+            cancelled_at=_time(doc["cancelled_at"]),
         )
 
 
@@ -235,12 +228,9 @@ class Customer:
     name: str | None
     stored_email: strawberry.Private[str | None]
     erased: bool
-    order_count: Long | None = strawberry.field(
-        description="Orders placed. Lifetime figures come from the read model: "
-        "null in a mutation's answer."
-    )
+    order_count: Long | None = strawberry.field(description="Orders placed.")
     total_spent: Long | None = strawberry.field(
-        description="Minor units over paid and shipped orders; null in a mutation's answer."
+        description="Minor units over paid and shipped orders."
     )
     last_order_at: datetime | None
 
@@ -249,39 +239,14 @@ class Customer:
         return self.stored_email if sees_contact_details(info.context, self.id) else None
 
     @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> Customer:
+    def from_document(cls, doc: CustomerDocument) -> Customer:
         return cls(
             id=strawberry.ID(doc["id"]),
             version=doc["version"],
-            name=doc.get("name"),
-            stored_email=doc.get("email"),
-            erased=bool(doc.get("erased")),
-            order_count=doc.get("order_count"),
-            total_spent=doc.get("total_spent"),
-            last_order_at=_time(doc.get("last_order_at")),
+            name=doc["name"],
+            stored_email=doc["email"],
+            erased=doc["erased"],
+            order_count=doc["order_count"],
+            total_spent=doc["total_spent"],
+            last_order_at=_time(doc["last_order_at"]),
         )
-
-
-def product_document(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """A write-side product snapshot in the read model's shape."""
-    stock = snapshot.get("stock") or {}
-    on_hand, reserved = stock.get("on_hand", 0), stock.get("reserved", 0)
-    return {
-        **snapshot,
-        "stock_version": stock.get("version", 0),
-        "on_hand": on_hand,
-        "reserved": reserved,
-        "available": on_hand - reserved,
-        "in_stock": on_hand - reserved > 0,
-        "units_sold": stock.get("units_sold", 0),
-        "updated_at": None,
-    }
-
-
-def order_document(snapshot: dict[str, Any]) -> dict[str, Any]:
-    customer = snapshot.get("customer") or {"id": snapshot["customer_id"]}
-    return {**snapshot, "customer": customer}
-
-
-def customer_document(snapshot: dict[str, Any]) -> dict[str, Any]:
-    return snapshot

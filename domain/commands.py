@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from domain.product import ProductStatus
+
 __all__ = [
     "AdjustStock",
     "CancelOrder",
@@ -40,7 +42,9 @@ class CreateProduct(Command):
     description: str = ""
     category: str = ""
     tags: tuple[str, ...] = ()
-    status: str = "active"
+    # The API passes the enum itself; a script may still name a status by its text,
+    # which the handler checks.
+    status: ProductStatus | str = ProductStatus.ACTIVE
     initial_stock: int = 0
 
 
@@ -51,7 +55,7 @@ class UpdateProduct(Command):
     description: str | None = None
     category: str | None = None
     tags: tuple[str, ...] | None = None
-    status: str | None = None
+    status: ProductStatus | str | None = None
     expected_version: int | None = None
 
 

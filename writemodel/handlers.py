@@ -62,7 +62,9 @@ class Changed:
     snapshot: dict[str, Any]
 
 
-def _status(value: str, field: str = "status") -> ProductStatus:
+def _status(value: ProductStatus | str, field: str = "status") -> ProductStatus:
+    if isinstance(value, ProductStatus):
+        return value
     try:
         return ProductStatus(TextMustBeClean.check(value, field).lower())
     except ValueError:

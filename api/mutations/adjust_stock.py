@@ -8,16 +8,16 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
-from api.types import Product, product_document
+from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.types import Product
 from domain.commands import AdjustStock
+from readmodel.projections import ProductsProjection
 
 
 @strawberry.input
@@ -34,14 +34,8 @@ class AdjustStockInput:
 
 
 @strawberry.type
-class AdjustStockSuccess:
+class AdjustStockSuccess(MutationSuccess):
     product: Product
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 AdjustStockResult = Annotated[
@@ -55,12 +49,13 @@ AdjustStockResult = Annotated[
 ]
 
 
+@returns_errors
 async def adjust_stock(
     info: strawberry.Info[Context, None],
     input: AdjustStockInput,
     idempotency_key: str | None = None,
 ) -> AdjustStockResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         AdjustStock(
             product_id=str(input.product_id),
@@ -69,11 +64,6 @@ async def adjust_stock(
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        ProductsProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return AdjustStockSuccess(
-        product=Product.from_document(product_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
-        replayed=outcome.replayed,
-    )
+    return answer.success(AdjustStockSuccess, product=Product.from_document(answer.document))

@@ -8,16 +8,16 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
-from api.types import Order, order_document
+from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.types import Order
 from domain.commands import CancelOrder
+from readmodel.projections import OrdersProjection
 
 
 @strawberry.input
@@ -31,14 +31,8 @@ class CancelOrderInput:
 
 
 @strawberry.type
-class CancelOrderSuccess:
+class CancelOrderSuccess(MutationSuccess):
     order: Order
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 CancelOrderResult = Annotated[
@@ -52,12 +46,13 @@ CancelOrderResult = Annotated[
 ]
 
 
+@returns_errors
 async def cancel_order(
     info: strawberry.Info[Context, None],
     input: CancelOrderInput,
     idempotency_key: str | None = None,
 ) -> CancelOrderResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         CancelOrder(
             order_id=str(input.order_id),
@@ -65,11 +60,6 @@ async def cancel_order(
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        OrdersProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return CancelOrderSuccess(
-        order=Order.from_document(order_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
-        replayed=outcome.replayed,
-    )
+    return answer.success(CancelOrderSuccess, order=Order.from_document(answer.document))

@@ -9,15 +9,15 @@ import strawberry
 from api.context import Context
 from api.errors import (
     AlreadyExistsError,
-    Error,
     ForbiddenError,
     InvalidInputError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
-from api.types import Product, ProductStatus, product_document
+from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.types import Product, ProductStatus
 from domain.commands import CreateProduct
+from readmodel.projections import ProductsProjection
 
 
 @strawberry.input
@@ -34,14 +34,8 @@ class CreateProductInput:
 
 
 @strawberry.type
-class CreateProductSuccess:
+class CreateProductSuccess(MutationSuccess):
     product: Product
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 CreateProductResult = Annotated[
@@ -55,12 +49,13 @@ CreateProductResult = Annotated[
 ]
 
 
+@returns_errors
 async def create_product(
     info: strawberry.Info[Context, None],
     input: CreateProductInput,
     idempotency_key: str | None = None,
 ) -> CreateProductResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         CreateProduct(
             sku=input.sku,
@@ -70,15 +65,10 @@ async def create_product(
             description=input.description,
             category=input.category,
             tags=tuple(input.tags),
-            status=input.status.value,
+            status=input.status,
             initial_stock=input.initial_stock,
         ),
         idempotency_key,
+        ProductsProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return CreateProductSuccess(
-        product=Product.from_document(product_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
-        replayed=outcome.replayed,
-    )
+    return answer.success(CreateProductSuccess, product=Product.from_document(answer.document))

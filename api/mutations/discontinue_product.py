@@ -8,16 +8,16 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
-from api.types import Product, product_document
+from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.types import Product
 from domain.commands import DiscontinueProduct
+from readmodel.projections import ProductsProjection
 
 
 @strawberry.input
@@ -30,14 +30,8 @@ class DiscontinueProductInput:
 
 
 @strawberry.type
-class DiscontinueProductSuccess:
+class DiscontinueProductSuccess(MutationSuccess):
     product: Product
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 DiscontinueProductResult = Annotated[
@@ -51,23 +45,19 @@ DiscontinueProductResult = Annotated[
 ]
 
 
+@returns_errors
 async def discontinue_product(
     info: strawberry.Info[Context, None],
     input: DiscontinueProductInput,
     idempotency_key: str | None = None,
 ) -> DiscontinueProductResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         DiscontinueProduct(
             product_id=str(input.product_id),
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        ProductsProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return DiscontinueProductSuccess(
-        product=Product.from_document(product_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
-        replayed=outcome.replayed,
-    )
+    return answer.success(DiscontinueProductSuccess, product=Product.from_document(answer.document))

@@ -8,16 +8,16 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
-from api.types import Customer, customer_document
+from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.types import Customer
 from domain.commands import EraseCustomer
+from readmodel.projections import CustomersProjection
 
 
 @strawberry.input
@@ -30,14 +30,8 @@ class EraseCustomerInput:
 
 
 @strawberry.type
-class EraseCustomerSuccess:
+class EraseCustomerSuccess(MutationSuccess):
     customer: Customer
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 EraseCustomerResult = Annotated[
@@ -51,23 +45,19 @@ EraseCustomerResult = Annotated[
 ]
 
 
+@returns_errors
 async def erase_customer(
     info: strawberry.Info[Context, None],
     input: EraseCustomerInput,
     idempotency_key: str | None = None,
 ) -> EraseCustomerResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         EraseCustomer(
             customer_id=str(input.customer_id),
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        CustomersProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return EraseCustomerSuccess(
-        customer=Customer.from_document(customer_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
-        replayed=outcome.replayed,
-    )
+    return answer.success(EraseCustomerSuccess, customer=Customer.from_document(answer.document))

@@ -8,16 +8,16 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
-from api.types import Order, order_document
+from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.types import Order
 from domain.commands import PayOrder
+from readmodel.projections import OrdersProjection
 
 
 @strawberry.input
@@ -30,14 +30,8 @@ class PayOrderInput:
 
 
 @strawberry.type
-class PayOrderSuccess:
+class PayOrderSuccess(MutationSuccess):
     order: Order
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 PayOrderResult = Annotated[
@@ -51,23 +45,19 @@ PayOrderResult = Annotated[
 ]
 
 
+@returns_errors
 async def pay_order(
     info: strawberry.Info[Context, None],
     input: PayOrderInput,
     idempotency_key: str | None = None,
 ) -> PayOrderResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         PayOrder(
             order_id=str(input.order_id),
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        OrdersProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return PayOrderSuccess(
-        order=Order.from_document(order_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
-        replayed=outcome.replayed,
-    )
+    return answer.success(PayOrderSuccess, order=Order.from_document(answer.document))

@@ -8,17 +8,17 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
-from api.types import Order, order_document
+from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.types import Order
 from domain.commands import OrderLineRequest, PlaceOrder
 from domain.rules import MAX_ORDER_LINES
+from readmodel.projections import OrdersProjection
 
 
 @strawberry.input
@@ -34,14 +34,8 @@ class PlaceOrderInput:
 
 
 @strawberry.type
-class PlaceOrderSuccess:
+class PlaceOrderSuccess(MutationSuccess):
     order: Order
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 PlaceOrderResult = Annotated[
@@ -55,6 +49,7 @@ PlaceOrderResult = Annotated[
 ]
 
 
+@returns_errors
 async def place_order(
     info: strawberry.Info[Context, None],
     input: PlaceOrderInput,
@@ -66,7 +61,7 @@ async def place_order(
             field="lines",
             message=f"an order has from 1 to {MAX_ORDER_LINES} lines",
         )
-    outcome = await execute(
+    answer = await execute(
         info,
         PlaceOrder(
             customer_id=str(input.customer_id),
@@ -75,11 +70,6 @@ async def place_order(
             ),
         ),
         idempotency_key,
+        OrdersProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return PlaceOrderSuccess(
-        order=Order.from_document(order_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
-        replayed=outcome.replayed,
-    )
+    return answer.success(PlaceOrderSuccess, order=Order.from_document(answer.document))

@@ -8,16 +8,16 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
-from api.types import Product, product_document
+from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.types import Product
 from domain.commands import ReceiveStock
+from readmodel.projections import ProductsProjection
 
 
 @strawberry.input
@@ -31,14 +31,8 @@ class ReceiveStockInput:
 
 
 @strawberry.type
-class ReceiveStockSuccess:
+class ReceiveStockSuccess(MutationSuccess):
     product: Product
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 ReceiveStockResult = Annotated[
@@ -52,12 +46,13 @@ ReceiveStockResult = Annotated[
 ]
 
 
+@returns_errors
 async def receive_stock(
     info: strawberry.Info[Context, None],
     input: ReceiveStockInput,
     idempotency_key: str | None = None,
 ) -> ReceiveStockResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         ReceiveStock(
             product_id=str(input.product_id),
@@ -65,11 +60,6 @@ async def receive_stock(
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        ProductsProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return ReceiveStockSuccess(
-        product=Product.from_document(product_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
-        replayed=outcome.replayed,
-    )
+    return answer.success(ReceiveStockSuccess, product=Product.from_document(answer.document))

@@ -9,15 +9,15 @@ import strawberry
 from api.context import Context
 from api.errors import (
     AlreadyExistsError,
-    Error,
     ForbiddenError,
     InvalidInputError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
-from api.types import Customer, customer_document
+from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.types import Customer
 from domain.commands import RegisterCustomer
+from readmodel.projections import CustomersProjection
 
 
 @strawberry.input
@@ -27,14 +27,8 @@ class RegisterCustomerInput:
 
 
 @strawberry.type
-class RegisterCustomerSuccess:
+class RegisterCustomerSuccess(MutationSuccess):
     customer: Customer
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 RegisterCustomerResult = Annotated[
@@ -48,23 +42,19 @@ RegisterCustomerResult = Annotated[
 ]
 
 
+@returns_errors
 async def register_customer(
     info: strawberry.Info[Context, None],
     input: RegisterCustomerInput,
     idempotency_key: str | None = None,
 ) -> RegisterCustomerResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         RegisterCustomer(
             email=input.email,
             name=input.name,
         ),
         idempotency_key,
+        CustomersProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return RegisterCustomerSuccess(
-        customer=Customer.from_document(customer_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
-        replayed=outcome.replayed,
-    )
+    return answer.success(RegisterCustomerSuccess, customer=Customer.from_document(answer.document))

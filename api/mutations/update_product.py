@@ -8,16 +8,16 @@ import strawberry
 
 from api.context import Context
 from api.errors import (
-    Error,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import execute
-from api.types import Product, ProductStatus, product_document
+from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.types import Product, ProductStatus
 from domain.commands import UpdateProduct
+from readmodel.projections import ProductsProjection
 
 
 @strawberry.input
@@ -37,14 +37,8 @@ class UpdateProductInput:
 
 
 @strawberry.type
-class UpdateProductSuccess:
+class UpdateProductSuccess(MutationSuccess):
     product: Product
-    consistency_token: str = strawberry.field(
-        description="Pass to a query's consistencyToken to read this write."
-    )
-    replayed: bool = strawberry.field(
-        description="True when an idempotency key answered with the first result."
-    )
 
 
 UpdateProductResult = Annotated[
@@ -58,12 +52,13 @@ UpdateProductResult = Annotated[
 ]
 
 
+@returns_errors
 async def update_product(
     info: strawberry.Info[Context, None],
     input: UpdateProductInput,
     idempotency_key: str | None = None,
 ) -> UpdateProductResult:
-    outcome = await execute(
+    answer = await execute(
         info,
         UpdateProduct(
             product_id=str(input.product_id),
@@ -71,15 +66,10 @@ async def update_product(
             description=input.description,
             category=input.category,
             tags=None if input.tags is None else tuple(input.tags),
-            status=None if input.status is None else input.status.value,
+            status=input.status,
             expected_version=input.expected_version,
         ),
         idempotency_key,
+        ProductsProjection(),
     )
-    if isinstance(outcome, Error):
-        return outcome  # type: ignore[return-value]
-    return UpdateProductSuccess(
-        product=Product.from_document(product_document(outcome.snapshot)),
-        consistency_token=str(outcome.position),
-        replayed=outcome.replayed,
-    )
+    return answer.success(UpdateProductSuccess, product=Product.from_document(answer.document))

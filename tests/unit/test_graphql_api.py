@@ -16,6 +16,14 @@ from api.identity import ANONYMOUS, Identity, Role
 from api.mutations._command import MAX_KEY_LENGTH, actor_of
 from api.schema import LIMITS, build_schema
 from api.settings import Settings
+from readmodel.documents import (
+    Document,
+    customer_document,
+    order_document,
+    order_line_document,
+    product_document,
+)
+from readmodel.projections import OrdersProjection, ProductsProjection, Projection
 from tests.identities import STAFF
 from tests.unit.fakes import FakeClock, FakeStore, FakeUnitOfWork, sequential_ids
 from writemodel.access import SYSTEM
@@ -36,6 +44,85 @@ class FakeApp:
 
     def committed(self) -> None:
         self.committed_calls += 1
+
+    async def document(self, projection: Projection[Any], id: str) -> Document | None:
+        """What `Bicameral.document` reads from SQL, built by the same builders
+        from the fake store (no update times: the fake keeps none)."""
+        return fake_document(self.store, projection, id)
+
+
+def fake_document(store: FakeStore, projection: Projection[Any], id: str) -> Document | None:
+    if isinstance(projection, ProductsProjection):
+        product, stock = store.products.get(id), store.stocks.get(id)
+        if product is None:
+            return None
+        return product_document(
+            id=product.id,
+            version=product.version,
+            sku=product.sku,
+            name=product.name,
+            description=product.description,
+            category=product.category,
+            tags=product.tags,
+            price=product.price,
+            currency=product.currency,
+            status=product.status.value,
+            created_at=product.created_at,
+            updated_at=None,
+            stock_version=None if stock is None else stock.version,
+            on_hand=None if stock is None else stock.on_hand,
+            reserved=None if stock is None else stock.reserved,
+            units_sold=None if stock is None else stock.units_sold,
+        )
+    if isinstance(projection, OrdersProjection):
+        order = store.orders.get(id)
+        if order is None:
+            return None
+        customer = store.customers[order.customer_id]
+        return order_document(
+            id=order.id,
+            version=order.version,
+            status=order.status.value,
+            currency=order.currency,
+            total=order.total,
+            placed_at=order.placed_at,
+            paid_at=order.paid_at,
+            shipped_at=order.shipped_at,
+            cancelled_at=order.cancelled_at,
+            updated_at=None,
+            customer={
+                "id": customer.id,
+                "name": customer.name,
+                "email": customer.email,
+                "erased": customer.erased,
+            },
+            lines=[
+                order_line_document(
+                    product_id=ln.product_id,
+                    sku=ln.sku,
+                    product_name=store.products[ln.product_id].name,
+                    quantity=ln.quantity,
+                    unit_price=ln.unit_price,
+                )
+                for ln in order.lines
+            ],
+        )
+    customer = store.customers.get(id)
+    if customer is None:
+        return None
+    theirs = [o for o in store.orders.values() if o.customer_id == id]
+    return customer_document(
+        id=customer.id,
+        version=customer.version,
+        name=customer.name,
+        email=customer.email,
+        erased=customer.erased,
+        order_count=len(theirs),
+        total_spent=sum(o.total for o in theirs if o.status.value in ("paid", "shipped")),
+        last_order_at=max((o.placed_at for o in theirs if o.placed_at), default=None),
+        created_at=None,
+        updated_at=None,
+    )
 
 
 class ExplodingCommands:
@@ -189,7 +276,7 @@ async def test_create_product_with_a_taken_sku_returns_already_exists(app: FakeA
     assert (payload["code"], payload["field"]) == ("SKU_TAKEN", "sku")
 
 
-async def test_register_customer_returns_the_customer_without_read_side_figures(
+async def test_register_customer_returns_the_customer_with_its_read_side_figures(
     app: FakeApp,
 ) -> None:
     result = await run(
@@ -204,7 +291,7 @@ async def test_register_customer_returns_the_customer_without_read_side_figures(
                 "id": "id-1",
                 "email": "ada@example.com",
                 "name": "Ada",
-                "orderCount": None,
+                "orderCount": 0,
             },
         }
     }
@@ -602,3 +689,37 @@ async def test_an_anonymous_mutation_is_refused_before_it_runs(app: FakeApp) -> 
     assert [e.extensions for e in result.errors] == [
         {"code": "UNAUTHENTICATED", "field": "createProduct"}
     ]
+
+
+class UnreadableApp(FakeApp):
+    """The write database goes away between a command's commit and its read-back."""
+
+    async def document(self, projection: Projection[Any], id: str) -> Document | None:
+        raise ConnectionRefusedError("connection refused")
+
+
+async def test_a_committed_change_whose_object_cannot_be_read_back_says_it_committed() -> None:
+    app = UnreadableApp()
+
+    result = await run(CREATE_PRODUCT, app, {"input": product_input()})
+
+    assert result.errors is not None
+    assert [e.extensions for e in result.errors] == [
+        {"code": "COMMIT_OUTCOME_UNKNOWN", "consistencyToken": str(app.store.head)}
+    ]
+    assert "was committed" in result.errors[0].message
+    assert len(app.store.products) == 1  # it was
+
+
+async def test_every_success_payload_implements_mutation_success(app: FakeApp) -> None:
+    result = await run(
+        '{ __type(name: "MutationSuccess") { possibleTypes { name } } '
+        "__schema { mutationType { fields { name } } } }",
+        app,
+    )
+
+    assert result.errors is None and result.data is not None
+    implementing = {t["name"] for t in result.data["__type"]["possibleTypes"]}
+    mutations = result.data["__schema"]["mutationType"]["fields"]
+    assert implementing == {f["name"][0].upper() + f["name"][1:] + "Success" for f in mutations}
+    assert len(implementing) == 12
