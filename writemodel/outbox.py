@@ -26,10 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.events import Event
 from writemodel.access import Actor
-
-# Re-exported for the modules that still import it from here (the unit of work,
-# the projections); its home is writemodel/database.py.
-from writemodel.database import as_utc as as_utc
+from writemodel.database import as_utc
 from writemodel.tables import events
 
 __all__ = ["NOTIFY_CHANNEL", "StoredEvent", "append", "forget", "head", "read_after"]
