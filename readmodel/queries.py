@@ -655,19 +655,25 @@ def lookup(index: str, key: str, scope: Scope = EVERY_ROW) -> dict[str, Any]:
     }
 
 
-def lookup_many(keys: list[str], scopes: dict[str, Scope]) -> dict[str, Any]:
+def lookup_many(keys: list[str], scopes: dict[str, tuple[str, Scope]]) -> dict[str, Any]:
     """Documents by id across read models (ids are unique across them), for one
-    search over their aliases: each read model's clause carries its own scope
-    and is named after it, so a hit says which read model it came from
-    (`matched_queries`) and a document outside the caller's rows is not found.
-    A read model left out of `scopes` is not searched at all."""
+    search over their aliases. `scopes` maps each read model to search to its
+    alias and the caller's rows in it; each read model's clause keeps to its own
+    index (`_index` takes an alias) and its own rows, and is named after the
+    read model, so a hit says where it came from (`matched_queries`) and a
+    document outside the caller's rows is not found."""
     return {
         "query": {
             "bool": {
                 "filter": [{"ids": {"values": keys}}],
                 "should": [
-                    {"bool": {"filter": scope.clauses(index), "_name": index}}
-                    for index, scope in scopes.items()
+                    {
+                        "bool": {
+                            "filter": [{"term": {"_index": alias}}, *scope.clauses(index)],
+                            "_name": index,
+                        }
+                    }
+                    for index, (alias, scope) in scopes.items()
                 ],
                 "minimum_should_match": 1,
             }

@@ -140,15 +140,17 @@ class Reader:
         keys = list(dict.fromkeys(k for k in map(stored_id, ids) if k is not None))
         if not keys or not scopes:
             return [None] * len(ids)
-        # Each index is searched through its alias; the named clause says which it was.
-        indexes = ",".join(self.alias(name) for name in scopes)
-        result = await self.client.search(index=indexes, body=lookup_many(keys, scopes))
+        aliases = {name: (self.alias(name), scope) for name, scope in scopes.items()}
+        result = await self.client.search(
+            index=",".join(alias for alias, _ in aliases.values()),
+            body=lookup_many(keys, aliases),
+        )
         found = {
             hit["_id"]: (hit["matched_queries"][0], hit["_source"])
             for hit in result["hits"]["hits"]
             if hit.get("matched_queries")
         }
-        return [found.get(stored_id(i) or "") for i in ids]
+        return [None if (key := stored_id(i)) is None else found.get(key) for i in ids]
 
     async def product_by_sku(self, sku: str, scope: Scope = EVERY_ROW) -> dict[str, Any] | None:
         """The product with this sku (as a client writes it: any case, spaces
