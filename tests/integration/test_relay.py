@@ -236,9 +236,9 @@ async def test_a_customer_pages_backward_through_their_own_orders_only(
 )
 @pytest.mark.parametrize("field", ["products", "orders", "customers"])
 async def test_bad_paging_arguments_get_a_clear_error_naming_the_argument(
-    shop: dict[str, Any], field: str, arguments: str, argument: str
+    app: Bicameral, field: str, arguments: str, argument: str
 ) -> None:
-    result = await run(shop["app"], f"{{ {field}({arguments}) {{ totalCount }} }}")
+    result = await run(app, f"{{ {field}({arguments}) {{ totalCount }} }}")
 
     assert result.errors is not None
     assert result.errors[0].extensions == {"code": "BAD_USER_INPUT", "argument": argument}
