@@ -15,6 +15,7 @@ from api.schema import build_schema
 from readmodel.queries import (
     DEFAULT_PAGE,
     MAX_PAGE,
+    PRICE_BUCKETS,
     InvalidQuery,
     OrderSort,
     ProductSort,
@@ -26,6 +27,7 @@ from readmodel.queries import (
     paging,
     product_search,
 )
+from readmodel.reader import PriceBucket, ProductFacetCounts, _facets
 
 GRAPHQL_SCHEMA = build_schema()._schema
 
@@ -210,3 +212,36 @@ def test_nodes_count_each_id_asked_for() -> None:
     assert measured('{ nodes(ids: "one") { id } }').cost == 1 + 1
     assert measured("query($ids: [ID!]!) { nodes(ids: $ids) { id } }").cost == 1 + PAGE_SIZE_CAP
     assert measured('{ node(id: "x") { id } }').cost == 2
+
+
+def test_the_reader_types_price_buckets_by_their_bounds_not_by_key_text() -> None:
+    aggregations = {
+        "categories": {"values": {"buckets": [{"key": "kitchen", "doc_count": 3}]}},
+        "tags": {"values": {"buckets": [{"key": "tea", "doc_count": 2}]}},
+        # As Elasticsearch answers a range aggregation: doubles, keys it made up.
+        "price": {
+            "values": {
+                "buckets": [
+                    {"key": "anything", "from": 0.0, "to": 1000.0, "doc_count": 4},
+                    {"key": "10000.0-*", "from": 10000.0, "doc_count": 1},
+                ]
+            }
+        },
+        "in_stock": {"values": {"doc_count": 5}},
+    }
+
+    counts = _facets(aggregations)
+
+    assert counts == ProductFacetCounts(
+        categories=[("kitchen", 3)],
+        tags=[("tea", 2)],
+        prices=[
+            PriceBucket(min=0, max=1000, count=4),
+            PriceBucket(min=1000, max=2500, count=0),  # a bucket not answered counts none
+            PriceBucket(min=2500, max=5000, count=0),
+            PriceBucket(min=5000, max=10000, count=0),
+            PriceBucket(min=10000, max=None, count=1),
+        ],
+        in_stock=5,
+    )
+    assert [(b.min, b.max) for b in counts.prices] == PRICE_BUCKETS
