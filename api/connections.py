@@ -1,29 +1,57 @@
-"""Relay-style connections: edges with cursors, page info, totals, and facets."""
+"""Relay-style connections: edges with cursors, page info, totals, and facets.
+
+One generic `Connection` and `Edge`; strawberry names each use after its node
+type (`Connection[Order]` is `OrderConnection`, its edges `OrderEdge`), so
+the schema keeps the names clients know. Products add their facets.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, Self, TypeVar
 
 import strawberry
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from api.types import Customer, Order, Product
-from readmodel.queries import PRICE_BUCKETS
-from readmodel.reader import Page
+from readmodel.reader import Page, ProductFacetCounts
 
 __all__ = [
+    "Connection",
     "CustomerConnection",
+    "Edge",
     "OrderConnection",
     "PageInfo",
     "ProductConnection",
     "selects",
 ]
 
+NodeType = TypeVar("NodeType")
 
-@strawberry.type
+
+@strawberry.type(description="Where a page sits in its connection (Relay's cursor connections).")
 class PageInfo:
-    has_next_page: bool
+    has_next_page: bool = strawberry.field(
+        description="More follow `endCursor`. Known when paging forward (`first`); "
+        "false when paging backward."
+    )
+    has_previous_page: bool = strawberry.field(
+        description="More precede `startCursor`. Known when paging backward (`last`); "
+        "false when paging forward."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="Pass as `before` (with `last`) for the page before."
+    )
     end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+
+    @classmethod
+    def from_page(cls, page: Page) -> PageInfo:
+        return cls(
+            has_next_page=page.has_next,
+            has_previous_page=page.has_previous,
+            start_cursor=page.start_cursor,
+            end_cursor=page.end_cursor,
+        )
 
 
 @strawberry.type
@@ -50,95 +78,58 @@ class ProductFacets:
     in_stock: int = strawberry.field(description="Products with units available.")
 
     @classmethod
-    def from_page(cls, facets: dict[str, list[tuple[Any, int]]]) -> ProductFacets:
-        prices = dict(facets["price"])
-        ranges = []
-        for low, high in PRICE_BUCKETS:
-            key = f"{float(low)}-{'*' if high is None else float(high)}"
-            ranges.append(PriceRangeFacet(min=low, max=high, count=prices.get(key, 0)))
+    def from_counts(cls, counts: ProductFacetCounts) -> ProductFacets:
         return cls(
-            categories=[FacetValue(value=str(v), count=n) for v, n in facets["categories"]],
-            tags=[FacetValue(value=str(v), count=n) for v, n in facets["tags"]],
-            price_ranges=ranges,
-            in_stock=facets["in_stock"][0][1],
+            categories=[FacetValue(value=v, count=n) for v, n in counts.categories],
+            tags=[FacetValue(value=v, count=n) for v, n in counts.tags],
+            price_ranges=[
+                PriceRangeFacet(min=b.min, max=b.max, count=b.count) for b in counts.prices
+            ],
+            in_stock=counts.in_stock,
         )
 
 
-def _hits(page: Page) -> list[tuple[dict[str, Any], str]]:
-    return list(zip(page.documents, page.cursors, strict=True))
-
-
-def _page_info(page: Page) -> PageInfo:
-    return PageInfo(
-        has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None
-    )
-
-
 @strawberry.type
-class ProductEdge:
-    node: Product
+class Edge(Generic[NodeType]):
+    node: NodeType
     cursor: str
 
 
 @strawberry.type
-class ProductConnection:
-    edges: list[ProductEdge]
+class Connection(Generic[NodeType]):
+    edges: list[Edge[NodeType]]
     page_info: PageInfo
     total_count: int
+
+    @classmethod
+    def from_page(cls, page: Page, build: Callable[[dict[str, Any]], NodeType]) -> Self:
+        """The page's documents as edges; `build` makes each node from its document."""
+        return cls(
+            edges=[
+                Edge(node=build(d), cursor=c)
+                for d, c in zip(page.documents, page.cursors, strict=True)
+            ],
+            page_info=PageInfo.from_page(page),
+            total_count=page.total,
+        )
+
+
+@strawberry.type
+class ProductConnection(Connection[Product]):
     facets: ProductFacets | None = strawberry.field(
-        description="Asking for it adds the counts to the same search."
+        default=None, description="Asking for it adds the counts to the same search."
     )
 
     @classmethod
-    def from_page(cls, page: Page) -> ProductConnection:
-        return cls(
-            edges=[ProductEdge(node=Product.from_document(d), cursor=c) for d, c in _hits(page)],
-            page_info=_page_info(page),
-            total_count=page.total,
-            facets=None if page.facets is None else ProductFacets.from_page(page.facets),
-        )
+    def from_product_page(cls, page: Page) -> ProductConnection:
+        connection = cls.from_page(page, Product.from_document)
+        if page.facets is not None:
+            connection.facets = ProductFacets.from_counts(page.facets)
+        return connection
 
 
-@strawberry.type
-class OrderEdge:
-    node: Order
-    cursor: str
-
-
-@strawberry.type
-class OrderConnection:
-    edges: list[OrderEdge]
-    page_info: PageInfo
-    total_count: int
-
-    @classmethod
-    def from_page(cls, page: Page) -> OrderConnection:
-        return cls(
-            edges=[OrderEdge(node=Order.from_document(d), cursor=c) for d, c in _hits(page)],
-            page_info=_page_info(page),
-            total_count=page.total,
-        )
-
-
-@strawberry.type
-class CustomerEdge:
-    node: Customer
-    cursor: str
-
-
-@strawberry.type
-class CustomerConnection:
-    edges: list[CustomerEdge]
-    page_info: PageInfo
-    total_count: int
-
-    @classmethod
-    def from_page(cls, page: Page) -> CustomerConnection:
-        return cls(
-            edges=[CustomerEdge(node=Customer.from_document(d), cursor=c) for d, c in _hits(page)],
-            page_info=_page_info(page),
-            total_count=page.total,
-        )
+OrderConnection = Connection[Order]
+CustomerConnection = Connection[Customer]
 
 
 def selects(fields: list[Any], name: str) -> bool:

@@ -17,9 +17,14 @@ Depth counts the levels of fields below the root fields: `{ product { price
 The cost model, kept simple so a client can work it out by hand:
 
 - every field costs 1 plus the cost of its selection times a multiplier;
-- the multiplier of a field with a `first` argument is that argument: the
-  number given, the argument's default when it is left out, or
-  `PAGE_SIZE_CAP` when it is a variable (validation does not see variables);
+- the multiplier of a field with a `first` argument (and `last`, a
+  connection's backward page) is the page it asks for: the number given
+  (the larger, if a client gives both, which the field then refuses),
+  `PAGE_SIZE_CAP` when it is a variable (validation does not see variables),
+  or, when both are left out, `first`'s default (`DEFAULT_PAGE` for a
+  connection, whose `first` defaults to null and serves that page);
+- the multiplier of a field with an `ids` list argument (`nodes`) is the
+  number of ids given, or `PAGE_SIZE_CAP` for a variable;
 - a list field without `first` multiplies by `LIST_SIZE`; the `edges` of a
   connection (a list on a type named `...Connection`) are the page that the
   connection's `first` already counted, so they multiply by 1;
@@ -62,8 +67,11 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    ListValueNode,
+    NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    VariableNode,
     get_named_type,
     get_nullable_type,
     is_list_type,
@@ -76,6 +84,8 @@ from graphql.type import (
     SchemaMetaFieldDef,
     TypeMetaFieldDef,
 )
+
+from readmodel.queries import DEFAULT_PAGE
 
 __all__ = [
     "LIST_SIZE",
@@ -112,6 +122,7 @@ class Measures:
 
 
 _NOTHING = Measures()
+_NULL = NullValueNode()
 
 
 def _cap(value: int) -> int:
@@ -227,14 +238,29 @@ def _definition(schema: GraphQLSchema, parent: Any, name: str) -> GraphQLField |
 def _multiplier(node: FieldNode, definition: GraphQLField | None, parent: Any) -> int:
     if definition is None:
         return 1
+    given = {a.name.value: a.value for a in node.arguments or ()}
     if "first" in definition.args:
-        given = next((a.value for a in node.arguments or () if a.name.value == "first"), None)
-        if given is None:
+        # An explicit null is the argument left out.
+        sizes = [
+            given[name]
+            for name in ("first", "last")
+            if name in definition.args and not isinstance(given.get(name, _NULL), NullValueNode)
+        ]
+        if not sizes:
             default = definition.args["first"].default_value
-            return max(default, 0) if isinstance(default, int) else PAGE_SIZE_CAP
-        if isinstance(given, IntValueNode):
-            return _cap(max(int(given.value), 0))
-        return PAGE_SIZE_CAP  # a variable (or a value validation refuses)
+            return max(default, 0) if isinstance(default, int) else DEFAULT_PAGE
+        numbers = [int(size.value) for size in sizes if isinstance(size, IntValueNode)]
+        if len(numbers) < len(sizes):
+            return PAGE_SIZE_CAP  # a variable (or a value validation refuses)
+        return _cap(max(*numbers, 0))
+    if "ids" in definition.args:
+        ids = given.get("ids")
+        if ids is None:
+            return 1  # validation refuses the missing argument
+        if isinstance(ids, ListValueNode):
+            return _cap(len(ids.values))
+        # A variable; a single id stands for a list of one (input coercion).
+        return PAGE_SIZE_CAP if isinstance(ids, VariableNode) else 1
     if is_list_type(get_nullable_type(definition.type)):
         is_page = isinstance(parent, GraphQLNamedType) and parent.name.endswith("Connection")
         return 1 if is_page else LIST_SIZE

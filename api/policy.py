@@ -76,6 +76,9 @@ class Rule(Enum):
     OWN_ORDERS = "own orders"
     # Own orders still unpaid (cancelOrder; checked by the command layer).
     OWN_UNPAID = "own unpaid orders"
+    # Relay's node lookups: each object as its own type's field (product, order,
+    # customer) lets the caller see it; api/node.py applies those entries.
+    AS_ITS_TYPE = "as its type's field"
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,12 @@ _CATALOG = Entry(
 )
 _OWN_ORDERS = Entry(customer=Rule.OWN_ORDERS, staff=Rule.ALL, admin=Rule.ALL)
 _SELF = Entry(customer=Rule.SELF, staff=Rule.ALL, admin=Rule.ALL)
+_NODES = Entry(
+    anonymous=Rule.AS_ITS_TYPE,
+    customer=Rule.AS_ITS_TYPE,
+    staff=Rule.AS_ITS_TYPE,
+    admin=Rule.AS_ITS_TYPE,
+)
 
 # (root type, field as the schema names it) -> who may call it, reaching which rows.
 POLICY: dict[tuple[str, str], Entry] = {
@@ -109,6 +118,8 @@ POLICY: dict[tuple[str, str], Entry] = {
     ("Query", "customer"): _SELF,
     ("Query", "customers"): _SELF,
     ("Query", "readModel"): _STAFF,
+    ("Query", "node"): _NODES,
+    ("Query", "nodes"): _NODES,
     # The catalog and the stock: staff's.
     ("Mutation", "createProduct"): _STAFF,
     ("Mutation", "updateProduct"): _STAFF,
@@ -196,6 +207,10 @@ def _scope(identity: Identity, found: Rule) -> Scope:
         return Scope()
     if found is Rule.ACTIVE_ONLY:
         return Scope(active_only=True)
+    if found is Rule.AS_ITS_TYPE:
+        # No rows of its own: api/node.py asks for each type's field's scope.
+        # Should anything ask here, the narrowest scope there is answers.
+        return Scope(active_only=True, customer_id="")
     # SELF and own orders: a customer without a customer id owns nothing; the
     # empty string is no id, and the builders answer it with nothing.
     return Scope(customer_id=identity.customer_id or "")

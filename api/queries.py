@@ -17,6 +17,7 @@ from api.connections import (
 )
 from api.context import Context
 from api.extensions import UserError
+from api.node import MAX_NODE_IDS, Node, find_nodes
 from api.policy import scope
 from api.types import Customer, Long, Order, OrderStatus, Product, ProductStatus
 from readmodel.queries import (
@@ -114,6 +115,36 @@ class ReadModelStatus:
     checked_at: datetime
 
 
+# Relay's cursor connection arguments, the same on every connection.
+First = Annotated[
+    int | None,
+    strawberry.argument(
+        description="Page forward: this many items (1-100) after `after`. "
+        "20 when neither first nor last is given; not with last."
+    ),
+]
+After = Annotated[
+    str | None, strawberry.argument(description="A cursor this connection gave: items after it.")
+]
+Last = Annotated[
+    int | None,
+    strawberry.argument(
+        description="Page backward: this many items (1-100) just before `before`, "
+        "in the connection's order; not with first."
+    ),
+]
+Before = Annotated[
+    str | None,
+    strawberry.argument(description="A cursor this connection gave: items before it (with last)."),
+]
+
+# How node and nodes build each read model's object.
+_BUILD = {
+    "products": Product.from_document,
+    "orders": Order.from_document,
+    "customers": Customer.from_document,
+}
+
 _TOKEN_HELP = (
     "A mutation's consistencyToken: wait (a bounded time) until the read model has "
     "applied it. On timeout the answer comes anyway, flagged in extensions.consistency."
@@ -188,8 +219,10 @@ class Query:
         search: str | None = None,
         filter: ProductFilterInput | None = None,
         sort: ProductSortEnum | None = None,  # type: ignore[valid-type]
-        first: int = 20,
-        after: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
         consistency_token: ConsistencyToken = None,
     ) -> ProductConnection:
         await _consistent(info, consistency_token, ["products"])
@@ -201,10 +234,12 @@ class Query:
                 sort=sort,
                 first=first,
                 after=after,
+                last=last,
+                before=before,
                 facets=wants_facets,
                 scope=scope(info),
             )
-        return ProductConnection.from_page(page)
+        return ProductConnection.from_product_page(page)
 
     @strawberry.field(
         description="Autocomplete: active products (what `products` shows by default) "
@@ -238,8 +273,10 @@ class Query:
         info: Info,
         filter: OrderFilterInput | None = None,
         sort: OrderSortEnum | None = None,  # type: ignore[valid-type]
-        first: int = 20,
-        after: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
         consistency_token: ConsistencyToken = None,
     ) -> OrderConnection:
         await _consistent(info, consistency_token, ["orders"])
@@ -249,25 +286,34 @@ class Query:
                 sort=sort,
                 first=first,
                 after=after,
+                last=last,
+                before=before,
                 scope=scope(info),
             )
-        return OrderConnection.from_page(page)
+        return OrderConnection.from_page(page, Order.from_document)
 
     @strawberry.field(description="Customers by name, or by relevance when searching.")
     async def customers(
         self,
         info: Info,
         search: str | None = None,
-        first: int = 20,
-        after: str | None = None,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
         consistency_token: ConsistencyToken = None,
     ) -> CustomerConnection:
         await _consistent(info, consistency_token, ["customers"])
         with _arguments_checked():
             page = await info.context.app.reader.customers(
-                search=search, first=first, after=after, scope=scope(info)
+                search=search,
+                first=first,
+                after=after,
+                last=last,
+                before=before,
+                scope=scope(info),
             )
-        return CustomerConnection.from_page(page)
+        return CustomerConnection.from_page(page, Customer.from_document)
 
     @strawberry.field(description="One customer by id, with lifetime figures.")
     async def customer(
@@ -279,6 +325,22 @@ class Query:
         await _consistent(info, consistency_token, ["customers"])
         doc = await info.context.app.reader.get("customers", str(id), scope(info))
         return None if doc is None else Customer.from_document(doc)
+
+    @strawberry.field(
+        description="Any product, order or customer by its id (Relay's refetch): null "
+        "where the caller's own field (product, order, customer) would not show it."
+    )
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        found: list[Node | None] = await find_nodes(info, [id], _BUILD)
+        return found[0]
+
+    @strawberry.field(
+        description=f"Objects by id, in the order given, null where `node` would be; "
+        f"at most {MAX_NODE_IDS} ids."
+    )
+    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+        found: list[Node | None] = await find_nodes(info, ids, _BUILD)
+        return found
 
     @strawberry.field(description="Where each read model is, against the write side's head.")
     async def read_model(self, info: Info) -> ReadModelStatus:

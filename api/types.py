@@ -14,6 +14,7 @@ from typing import Any, NewType
 import strawberry
 from graphql import IntValueNode, StringValueNode, ValueNode
 
+from api.node import Node
 from api.policy import sees_contact_details
 from domain.order import OrderStatus
 from domain.product import ProductStatus
@@ -110,7 +111,7 @@ def _time(value: str | None) -> datetime | None:
 
 
 @strawberry.type
-class Product:
+class Product(Node):
     id: strawberry.ID
     version: int = strawberry.field(description="Grows by one with each change.")
     sku: str
@@ -176,7 +177,7 @@ class OrderLine:
 
 
 @strawberry.type
-class Order:
+class Order(Node):
     id: strawberry.ID
     version: int
     status: OrderStatus
@@ -222,7 +223,7 @@ class Order:
 
 
 @strawberry.type
-class Customer:
+class Customer(Node):
     id: strawberry.ID
     version: int
     name: str | None

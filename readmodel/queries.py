@@ -3,7 +3,9 @@
 They never talk to Elasticsearch; `readmodel.reader` runs what they build.
 Paging is by `search_after` on the sort values plus the id as a tiebreaker,
 so a page is as cheap at depth 10,000 as at depth 0 and stable while
-documents are added.
+documents are added. One helper (`paged`) pages every search, forward
+(`first`, `after`) and backward (`last`, `before`: the same search with
+every sort reversed, which the reader turns back into forward order).
 
 Every argument is checked here, before it can reach Elasticsearch, by the
 domain's own rules (domain/rules.py), so that no string a client sends can
@@ -37,6 +39,7 @@ from domain.rules import (
 )
 
 __all__ = [
+    "DEFAULT_PAGE",
     "EVERY_ROW",
     "MATCH_NONE",
     "MAX_CURSOR",
@@ -46,6 +49,7 @@ __all__ = [
     "InvalidQuery",
     "OrderFilter",
     "OrderSort",
+    "Paging",
     "ProductFilter",
     "ProductSort",
     "Scope",
@@ -54,8 +58,11 @@ __all__ = [
     "encode_cursor",
     "free_text",
     "lookup",
+    "lookup_many",
     "order_search",
     "page_size",
+    "paged",
+    "paging",
     "position",
     "product_by_sku",
     "product_facets",
@@ -67,6 +74,8 @@ __all__ = [
 ]
 
 MAX_PAGE = 100
+# The page a connection serves when neither `first` nor `last` is given.
+DEFAULT_PAGE = 20
 # Free text, in code points of its NFC form.
 MAX_SEARCH = 200
 MAX_PREFIX = 100
@@ -238,18 +247,18 @@ def _encodable(value: str) -> bool:
     return True
 
 
-def decode_cursor(cursor: str, expected_length: int) -> list[Any]:
+def decode_cursor(cursor: str, expected_length: int, argument: str = "after") -> list[Any]:
     if len(cursor) > MAX_CURSOR:
-        raise InvalidQuery(_MALFORMED_CURSOR, "after")
+        raise InvalidQuery(_MALFORMED_CURSOR, argument)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()), parse_constant=_no_constant)
     except (ValueError, UnicodeError):
-        raise InvalidQuery(_MALFORMED_CURSOR, "after") from None
+        raise InvalidQuery(_MALFORMED_CURSOR, argument) from None
     if not isinstance(values, list) or len(values) != expected_length:
-        raise InvalidQuery("the cursor belongs to another sort order or query", "after")
+        raise InvalidQuery("the cursor belongs to another sort order or query", argument)
     if not all(_is_sort_value(v) for v in values):
-        raise InvalidQuery(_MALFORMED_CURSOR, "after")
+        raise InvalidQuery(_MALFORMED_CURSOR, argument)
     return values
 
 
@@ -271,19 +280,92 @@ def _fits(value: Any, sort: dict[str, Any]) -> bool:
     return isinstance(value, int) and value in _LONG
 
 
-def search_after(cursor: str, sort_clause: list[dict[str, Any]]) -> list[Any]:
+def search_after(
+    cursor: str, sort_clause: list[dict[str, Any]], argument: str = "after"
+) -> list[Any]:
     """The cursor's sort values, each of the type its sort field takes: a value
     Elasticsearch cannot parse for its field would fail the whole search."""
-    values = decode_cursor(cursor, len(sort_clause))
+    values = decode_cursor(cursor, len(sort_clause), argument)
     if not all(_fits(v, s) for v, s in zip(values, sort_clause, strict=True)):
-        raise InvalidQuery("the cursor belongs to another sort order or query", "after")
+        raise InvalidQuery("the cursor belongs to another sort order or query", argument)
     return values
 
 
-def page_size(first: int) -> int:
-    if not 0 < first <= MAX_PAGE:
-        raise InvalidQuery(f"first must be between 1 and {MAX_PAGE}", "first")
+def page_size(first: int, argument: str = "first") -> int:
+    # bool is an int to Python, and no page size to a client.
+    if isinstance(first, bool) or not isinstance(first, int) or not 0 < first <= MAX_PAGE:
+        raise InvalidQuery(f"{argument} must be between 1 and {MAX_PAGE}", argument)
     return first
+
+
+@dataclass(frozen=True)
+class Paging:
+    """One page of a connection, as Relay's cursor specification asks for it:
+    `size` items after the cursor (forward), or the `size` items just before
+    it (backward), which a search finds by running with every sort reversed."""
+
+    size: int = DEFAULT_PAGE
+    cursor: str | None = None
+    backward: bool = False
+
+    @property
+    def cursor_argument(self) -> str:
+        return "before" if self.backward else "after"
+
+
+def paging(
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Paging:
+    """The page the arguments ask for, or `InvalidQuery` naming the argument.
+
+    One direction per request: `first` with `after`, or `last` with `before`
+    (either cursor alone pages in its direction with the default size). Relay
+    never sends both directions at once, and a search can only start from one
+    cursor; an empty cursor is no cursor."""
+    if first is not None and last is not None:
+        raise InvalidQuery("give first or last, not both", "last")
+    if after and before:
+        raise InvalidQuery("give after or before, not both", "before")
+    if first is not None and before:
+        raise InvalidQuery("before pages backward: give it with last, not first", "before")
+    if last is not None and after:
+        raise InvalidQuery("after pages forward: give it with first, not last", "after")
+    if last is not None or before:
+        size = DEFAULT_PAGE if last is None else page_size(last, "last")
+        return Paging(size, before or None, backward=True)
+    return Paging(DEFAULT_PAGE if first is None else page_size(first), after or None)
+
+
+def _reversed(sort: dict[str, Any]) -> dict[str, Any]:
+    """A sort clause the other way round. A document without the field sorts
+    last by default in both orders; reversed, it must come first, so that the
+    backward page is exactly the forward order read from the other end."""
+    ((name, order),) = sort.items()
+    other = "asc" if order == "desc" else "desc"
+    if name == "_score":  # every hit has one; no `missing` to state
+        return {name: other}
+    return {name: {"order": other, "missing": "_first"}}
+
+
+def paged(body: dict[str, Any], sort_clause: list[dict[str, Any]], page: Paging) -> dict[str, Any]:
+    """`body` with the sort, size and `search_after` of one page: one more hit
+    than the page asks for tells whether another page follows (precedes, when
+    paging backward). The cursor is checked against the forward sort: both
+    directions hand out the same cursors."""
+    values = (
+        None
+        if page.cursor is None
+        else search_after(page.cursor, sort_clause, page.cursor_argument)
+    )
+    body["sort"] = [_reversed(s) for s in sort_clause] if page.backward else sort_clause
+    body["size"] = page.size + 1
+    body["track_total_hits"] = True
+    if values is not None:
+        body["search_after"] = values
+    return body
 
 
 def product_filters(f: ProductFilter) -> dict[str, list[dict[str, Any]]]:
@@ -381,12 +463,14 @@ def product_search(
     search: str | None = None,
     filter: ProductFilter | None = None,
     sort: ProductSort | None = None,
-    first: int = 20,
+    first: int | None = None,
     after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
     facets: bool = False,
     scope: Scope = EVERY_ROW,
 ) -> dict[str, Any]:
-    size = page_size(first)
+    page = paging(first, after, last, before)
     text = free_text(search, "search", MAX_SEARCH)
     order = sort or (ProductSort.RELEVANCE if text else ProductSort.NEWEST)
     if order is ProductSort.RELEVANCE and not text:
@@ -418,11 +502,7 @@ def product_search(
             }
         ]
     sort_clause = [*_PRODUCT_SORTS[order], {"id": "asc"}]
-    body: dict[str, Any] = {
-        "sort": sort_clause,
-        "size": size + 1,  # one more tells whether a next page exists
-        "track_total_hits": True,
-    }
+    body = paged({}, sort_clause, page)
     if facets:
         # Facets count over the text query alone, each with the other filters;
         # the hits get every filter through post_filter.
@@ -432,8 +512,6 @@ def product_search(
     else:
         query["bool"]["filter"] = [*mandatory, *every]
     body["query"] = query
-    if after:
-        body["search_after"] = search_after(after, sort_clause)
     return body
 
 
@@ -481,11 +559,13 @@ def order_search(
     *,
     filter: OrderFilter | None = None,
     sort: OrderSort | None = None,
-    first: int = 20,
+    first: int | None = None,
     after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
     scope: Scope = EVERY_ROW,
 ) -> dict[str, Any]:
-    size = page_size(first)
+    page = paging(first, after, last, before)
     f = filter or OrderFilter()
     if f.min_total is not None and f.max_total is not None and f.min_total > f.max_total:
         raise InvalidQuery("minTotal is above maxTotal", "filter.minTotal")
@@ -508,25 +588,19 @@ def order_search(
     if any(v is not None for v in total.values()):
         clauses.append({"range": {"total": {k: v for k, v in total.items() if v is not None}}})
     sort_clause = [*_ORDER_SORTS[sort or OrderSort.NEWEST], {"id": "asc"}]
-    body: dict[str, Any] = {
-        "query": {"bool": {"filter": clauses}},
-        "sort": sort_clause,
-        "size": size + 1,
-        "track_total_hits": True,
-    }
-    if after:
-        body["search_after"] = search_after(after, sort_clause)
-    return body
+    return paged({"query": {"bool": {"filter": clauses}}}, sort_clause, page)
 
 
 def customer_search(
     *,
     search: str | None = None,
-    first: int = 20,
+    first: int | None = None,
     after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
     scope: Scope = EVERY_ROW,
 ) -> dict[str, Any]:
-    size = page_size(first)
+    page = paging(first, after, last, before)
     text = free_text(search, "search", MAX_SEARCH)
     query: dict[str, Any] = {
         "bool": {"filter": [*scope.clauses("customers"), {"term": {"erased": False}}]}
@@ -544,15 +618,7 @@ def customer_search(
         sort_clause: list[dict[str, Any]] = [{"_score": "desc"}, {"id": "asc"}]
     else:
         sort_clause = [{"name_sort": "asc"}, {"id": "asc"}]
-    body: dict[str, Any] = {
-        "query": query,
-        "sort": sort_clause,
-        "size": size + 1,
-        "track_total_hits": True,
-    }
-    if after:
-        body["search_after"] = search_after(after, sort_clause)
-    return body
+    return paged({"query": query}, sort_clause, page)
 
 
 def product_suggest(prefix: str, size: int = 10, scope: Scope = EVERY_ROW) -> dict[str, Any]:
@@ -595,6 +661,33 @@ def lookup(index: str, key: str, scope: Scope = EVERY_ROW) -> dict[str, Any]:
     return {
         "query": {"bool": {"filter": [{"ids": {"values": [key]}}, *scope.clauses(index)]}},
         "size": 1,
+    }
+
+
+def lookup_many(keys: list[str], scopes: dict[str, tuple[str, Scope]]) -> dict[str, Any]:
+    """Documents by id across read models (ids are unique across them), for one
+    search over their aliases. `scopes` maps each read model to search to its
+    alias and the caller's rows in it; each read model's clause keeps to its own
+    index (`_index` takes an alias) and its own rows, and is named after the
+    read model, so a hit says where it came from (`matched_queries`) and a
+    document outside the caller's rows is not found."""
+    return {
+        "query": {
+            "bool": {
+                "filter": [{"ids": {"values": keys}}],
+                "should": [
+                    {
+                        "bool": {
+                            "filter": [{"term": {"_index": alias}}, *scope.clauses(index)],
+                            "_name": index,
+                        }
+                    }
+                    for index, (alias, scope) in scopes.items()
+                ],
+                "minimum_should_match": 1,
+            }
+        },
+        "size": len(keys),
     }
 
 

@@ -208,6 +208,7 @@ def _by_field(known: Known) -> dict[str, st.SearchStrategy[graphql.ValueNode]]:
         # Mostly none: a wrong token or cursor stops the field before it reads anything.
         "consistencyToken": _mostly_null(tokens),
         "after": _mostly_null(texts),
+        "before": _mostly_null(texts),
         "idempotencyKey": _mostly_null(st.one_of(st.uuids().map(str), texts)),
         # Mostly none, too: a version guessed wrong ends the mutation at VERSION_CONFLICT.
         "expectedVersion": st.sampled_from([False, False, False, True]).flatmap(

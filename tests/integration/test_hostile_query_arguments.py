@@ -3,11 +3,12 @@ client can (JSON variables, so a lone surrogate too), on both databases against
 real Elasticsearch: never an internal error, and always the documented answer
 (docs/graphql.md, "What query arguments accept"):
 
-- a lookup by an id or sku no object could have answers null, as a missing one;
+- a lookup by an id or sku no object could have answers null, as a missing one
+  (`node` too);
 - a filter value no object could have (category, tag, customerId) matches nothing;
 - free text (search, prefix), cursors, consistency tokens, subscription ids and
-  positions, `first` and times that cannot be used are BAD_USER_INPUT naming
-  the argument.
+  positions, `first`, `last` and times that cannot be used are BAD_USER_INPUT
+  naming the argument.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ LOOKUPS = {
     "product.sku": ("query($v: String!) { product(sku: $v) { id } }", "product"),
     "order.id": ("query($v: ID!) { order(id: $v) { id } }", "order"),
     "customer.id": ("query($v: ID!) { customer(id: $v) { id } }", "customer"),
+    "node.id": ("query($v: ID!) { node(id: $v) { id } }", "node"),
 }
 
 
@@ -119,8 +121,9 @@ async def test_a_lookup_by_an_id_nothing_could_have_answers_null_as_a_missing_on
 
         assert answer == {"data": {field: None}, "errors": []}, name
     # The guard lets the real ones through.
-    real = "K-1" if "sku" in query else shop[field]
-    assert (await ask(app, query, real))["data"][field] == {"id": shop[field]}
+    owner = "product" if field == "node" else field  # node finds any of them
+    real = "K-1" if "sku" in query else shop[owner]
+    assert (await ask(app, query, real))["data"][field] == {"id": shop[owner]}
 
 
 FILTERS = {
@@ -224,6 +227,26 @@ TOKENED = {
     "customer": 'query($v: String) { customer(id: "x", consistencyToken: $v) { id } }',
     "customers": "query($v: String) { customers(consistencyToken: $v) { totalCount } }",
 }
+
+
+BEFORES = {
+    "products.before": "query($v: String) { products(last: 5, before: $v) { totalCount } }",
+    "orders.before": "query($v: String) { orders(last: 5, before: $v) { totalCount } }",
+    "customers.before": "query($v: String) { customers(last: 5, before: $v) { totalCount } }",
+}
+
+
+@pytest.mark.parametrize("query", BEFORES.values(), ids=BEFORES.keys())
+async def test_a_backward_cursor_no_page_handed_out_is_refused_naming_before(
+    shop: dict[str, str], app: Bicameral, query: str
+) -> None:
+    for name, value in {**HOSTILE, **FORGED_CURSORS}.items():
+        answer = await ask(app, query, value)
+
+        if name == "empty":  # no cursor: the last page
+            assert answer["errors"] == []
+        else:
+            assert_refused(answer, "before")
 
 
 @pytest.mark.parametrize("query", TOKENED.values(), ids=TOKENED.keys())
@@ -352,3 +375,22 @@ async def test_a_resume_point_no_notification_carried_is_refused_naming_after(
 ) -> None:
     for value in [*HOSTILE.values(), "-1", "9007199254740992"]:
         assert_refused(await next_answer(app, query, value), "after")
+
+
+LASTS = {
+    "products": "query($v: Int!) { products(last: $v) { totalCount } }",
+    "orders": "query($v: Int!) { orders(last: $v) { totalCount } }",
+    "customers": "query($v: Int!) { customers(last: $v) { totalCount } }",
+}
+
+
+@pytest.mark.parametrize("query", LASTS.values(), ids=LASTS.keys())
+async def test_last_beyond_its_bounds_is_refused_naming_last(
+    shop: dict[str, str], app: Bicameral, query: str
+) -> None:
+    for value in (0, -1, 101, 2**31 - 1, -(2**31)):
+        assert_refused(await ask(app, query, value), "last")
+    for value in (2**31, 2**53, 1.5, "10"):  # not an Int at all
+        answer = await ask(app, query, value)
+        assert [e["extensions"]["code"] for e in answer["errors"]] == ["GRAPHQL_VALIDATION_FAILED"]
+    assert (await ask(app, query, 100))["errors"] == []

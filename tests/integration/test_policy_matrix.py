@@ -66,6 +66,9 @@ class World:
             ("Query", "product"): {"id": self.product_id},
             ("Query", "order"): {"id": self.order_id},
             ("Query", "customer"): {"id": self.customer_id},
+            # Every role may see the (active) product; the others as their own fields say.
+            ("Query", "node"): {"id": self.product_id},
+            ("Query", "nodes"): {"ids": [self.product_id, self.order_id, self.customer_id]},
             ("Subscription", "changes"): {"after": "0"},
             ("Subscription", "productChanged"): {"id": self.product_id, "after": "0"},
             ("Subscription", "orderChanged"): {"id": self.order_id, "after": "0"},
