@@ -37,25 +37,42 @@ class Error:
         "dotted indexes from 0 (`orderId`, `lines.1.quantity`, `tags.2`, `idempotencyKey`); "
         "null when no input is at fault."
     )
-    message: str
+    message: str = strawberry.field(
+        description="What went wrong and what would be accepted, in English, for a person "
+        "to read: match on `code`, not on this text."
+    )
 
 
-@strawberry.type(description="An input value is malformed or out of range.")
+@strawberry.type(
+    description="An input value is malformed or out of range (bad characters, too long, "
+    "a number past its bound, a malformed id, sku, email or currency). Fix the value "
+    "named by `field` and send again."
+)
 class InvalidInputError(Error):
     pass
 
 
-@strawberry.type(description="The input names something that does not exist.")
+@strawberry.type(
+    description="The input names a well-formed id or sku of nothing (code NOT_FOUND). "
+    "A customer asking about an id that is not theirs hears ForbiddenError instead."
+)
 class NotFoundError(Error):
     pass
 
 
-@strawberry.type(description="A unique value (sku, email) is taken.")
+@strawberry.type(
+    description="A value that must be unique is taken: SKU_TAKEN, EMAIL_TAKEN, or "
+    "ALREADY_REGISTERED when a customer's sign-in registers a second time."
+)
 class AlreadyExistsError(Error):
     pass
 
 
-@strawberry.type(description="A business rule forbids this in the current state.")
+@strawberry.type(
+    description="A business rule forbids this in the object's current state: e.g. "
+    "INSUFFICIENT_STOCK, ILLEGAL_STATUS_TRANSITION, PRODUCT_DISCONTINUED, or "
+    "IDEMPOTENCY_KEY_REUSED. The input is well formed; the state would have to change."
+)
 class RuleBrokenError(Error):
     pass
 
@@ -69,10 +86,20 @@ class ForbiddenError(Error):
     pass
 
 
-@strawberry.type(description="The object changed since the version you expected.")
+@strawberry.type(
+    description="The object changed since the version you expected (code VERSION_CONFLICT): "
+    "read it again, decide, and send the change with its new version. Also the answer, "
+    "with `field` null, when you sent no expectedVersion and concurrent writers kept "
+    "winning the retries."
+)
 class VersionConflictError(Error):
-    expected_version: int
-    actual_version: int | None
+    expected_version: int = strawberry.field(
+        description="The version the change expected: your expectedVersion, or the one "
+        "the service read before it lost the race."
+    )
+    actual_version: int | None = strawberry.field(
+        description="The object's version now; null when it is not known."
+    )
 
 
 def to_error(error: DomainError) -> Error:

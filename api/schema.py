@@ -77,20 +77,94 @@ _LIMIT_RULES = [
 ]
 
 
-@strawberry.type
+@strawberry.type(
+    description=(
+        "Every change goes through here. Each mutation takes one `input` and an optional "
+        "`idempotencyKey`, and answers a union: its Success type (with a consistencyToken"
+        " to read the write with), or a typed Error saying why nothing was written. A "
+        "caller whose role may not use a mutation gets a GraphQL error (UNAUTHENTICATED "
+        "or FORBIDDEN) instead."
+    )
+)
 class Mutation:
-    create_product = strawberry.mutation(resolver=create_product)
-    update_product = strawberry.mutation(resolver=update_product)
-    change_price = strawberry.mutation(resolver=change_price)
-    discontinue_product = strawberry.mutation(resolver=discontinue_product)
-    receive_stock = strawberry.mutation(resolver=receive_stock)
-    adjust_stock = strawberry.mutation(resolver=adjust_stock)
-    register_customer = strawberry.mutation(resolver=register_customer)
-    erase_customer = strawberry.mutation(resolver=erase_customer)
-    place_order = strawberry.mutation(resolver=place_order)
-    pay_order = strawberry.mutation(resolver=pay_order)
-    ship_order = strawberry.mutation(resolver=ship_order)
-    cancel_order = strawberry.mutation(resolver=cancel_order)
+    create_product = strawberry.mutation(
+        resolver=create_product,
+        description=(
+            "Creates a product with its stock, on sale (ACTIVE) or as a DRAFT. Staff and "
+            "admin only."
+        ),
+    )
+    update_product = strawberry.mutation(
+        resolver=update_product,
+        description=(
+            "Changes a product's name, description, category, tags or status; fields left"
+            " null stay as they are. Staff and admin only."
+        ),
+    )
+    change_price = strawberry.mutation(
+        resolver=change_price,
+        description=(
+            "Sets a product's price (in minor units), and optionally its currency. Staff "
+            "and admin only."
+        ),
+    )
+    discontinue_product = strawberry.mutation(
+        resolver=discontinue_product,
+        description=(
+            "Takes a product off sale for good: it can no longer be ordered, updated or "
+            "repriced. Staff and admin only."
+        ),
+    )
+    receive_stock = strawberry.mutation(
+        resolver=receive_stock,
+        description="Adds delivered units to a product's stock on hand. Staff and admin only.",
+    )
+    adjust_stock = strawberry.mutation(
+        resolver=adjust_stock,
+        description=(
+            "Sets a product's stock on hand to a counted figure, with a reason. Staff and"
+            " admin only."
+        ),
+    )
+    register_customer = strawberry.mutation(
+        resolver=register_customer,
+        description=(
+            "Registers a customer by a unique email. A customer's token registers itself,"
+            " once; staff and admin register anyone."
+        ),
+    )
+    erase_customer = strawberry.mutation(
+        resolver=erase_customer,
+        description=(
+            "Erases a customer's name and email for good; their orders remain. A customer"
+            " erases themself; admin anyone; staff may not."
+        ),
+    )
+    place_order = strawberry.mutation(
+        resolver=place_order,
+        description=(
+            "Places an order at today's prices and reserves stock for each line; all or "
+            "nothing. A customer orders for themself; staff and admin for anyone."
+        ),
+    )
+    pay_order = strawberry.mutation(
+        resolver=pay_order,
+        description="Marks a PLACED order as PAID. Staff and admin only.",
+    )
+    ship_order = strawberry.mutation(
+        resolver=ship_order,
+        description=(
+            "Ships a PAID order: its reserved units leave stock and count as sold. Staff "
+            "and admin only."
+        ),
+    )
+    cancel_order = strawberry.mutation(
+        resolver=cancel_order,
+        description=(
+            "Cancels a PLACED or PAID order and releases its reserved stock. A customer "
+            "cancels their own orders until paid; staff and admin any."
+        ),
+    )
 
 
 def _deadline(context: Any) -> float:

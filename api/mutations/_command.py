@@ -25,7 +25,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar, cast
+from typing import Annotated, Any, Generic, ParamSpec, TypeVar, cast
 
 import strawberry
 from graphql import GraphQLError
@@ -47,15 +47,42 @@ from writemodel.unit_of_work import CommitOutcomeUnknown, WriteDatabaseUnavailab
 __all__ = [
     "MAX_KEY_LENGTH",
     "Answer",
+    "IdempotencyKey",
     "MutationSuccess",
     "actor_of",
     "execute",
+    "expected_version",
     "returns_errors",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 200
+
+# Every mutation takes the same key, so it is described once here.
+IdempotencyKey = Annotated[
+    str | None,
+    strawberry.argument(
+        description=f"Makes a retry safe: any 1 to {MAX_KEY_LENGTH} characters you choose, "
+        "taken exactly as sent. Sent again with the same input (after a timeout or a lost "
+        "connection), it answers for the first request with `replayed: true` and writes "
+        "nothing twice; with a different input it is refused (RuleBrokenError "
+        "IDEMPOTENCY_KEY_REUSED). A key is remembered 24 hours by default. Null: no "
+        "protection against applying the change twice."
+    ),
+]
+
+
+def expected_version(of: str) -> Any:
+    """An `expectedVersion` input field: optimistic concurrency on `of`'s version."""
+    return strawberry.field(
+        default=None,
+        description=f"Optimistic concurrency: apply only if {of} is still at this version "
+        "(the one you last read); otherwise nothing is written and the answer is a "
+        "VersionConflictError holding the actual version. Null applies the change to "
+        "whatever version is current.",
+    )
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -14,28 +14,52 @@ from api.errors import (
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.mutations._command import (
+    IdempotencyKey,
+    MutationSuccess,
+    execute,
+    expected_version,
+    returns_errors,
+)
 from api.types import Product
 from domain.commands import AdjustStock
 from readmodel.projections import ProductsProjection
 
 
-@strawberry.input
+@strawberry.input(
+    description="A stock count: sets a product's units on hand to the figure counted."
+)
 class AdjustStockInput:
-    product_id: strawberry.ID
-    on_hand: int = strawberry.field(description="The counted units on hand; not below reserved.")
+    product_id: strawberry.ID = strawberry.field(
+        description="The product's id (Product.id), 1-36 characters of A-Z, a-z, 0-9, '-' or '_'."
+    )
+    on_hand: int = strawberry.field(
+        description=(
+            "The counted units on hand, from 0 to 1000000000, and not below the units "
+            "orders hold reserved (RESERVED_CANNOT_EXCEED_ON_HAND)."
+        )
+    )
     reason: str = strawberry.field(
-        default="", description="Why, e.g. stocktake; at most 200 characters."
+        default="",
+        description=(
+            "Why, e.g. stocktake or breakage: up to 200 characters, kept with the change."
+        ),
     )
-    expected_version: int | None = strawberry.field(
-        default=None,
-        description="Apply only if the stock is still at this version (product.stock.version).",
+    expected_version: int | None = expected_version(
+        "the product's stock (Product.stock.version, not Product.version)"
     )
 
 
-@strawberry.type
+@strawberry.type(
+    description="adjustStock applied (or replayed): the product with its counted stock."
+)
 class AdjustStockSuccess(MutationSuccess):
-    product: Product
+    product: Product = strawberry.field(
+        description=(
+            "The product with its stock after the count, field for field as a query with "
+            "consistencyToken shows it."
+        )
+    )
 
 
 AdjustStockResult = Annotated[
@@ -45,15 +69,28 @@ AdjustStockResult = Annotated[
     | RuleBrokenError
     | VersionConflictError
     | ForbiddenError,
-    strawberry.union("AdjustStockResult"),
+    strawberry.union(
+        "AdjustStockResult",
+        description=(
+            "AdjustStockSuccess, or why nothing was written: InvalidInputError (a reason "
+            "too long, a malformed id), NotFoundError (no such product), RuleBrokenError "
+            "(STOCK_CANNOT_GO_NEGATIVE, STOCK_LIMIT_EXCEEDED, "
+            "RESERVED_CANNOT_EXCEED_ON_HAND, IDEMPOTENCY_KEY_REUSED), "
+            "VersionConflictError (the stock is not at expectedVersion), or "
+            "ForbiddenError."
+        ),
+    ),
 ]
 
 
 @returns_errors
 async def adjust_stock(
     info: strawberry.Info[Context, None],
-    input: AdjustStockInput,
-    idempotency_key: str | None = None,
+    input: Annotated[
+        AdjustStockInput,
+        strawberry.argument(description="The product, its counted stock and why."),
+    ],
+    idempotency_key: IdempotencyKey = None,
 ) -> AdjustStockResult:
     answer = await execute(
         info,

@@ -14,25 +14,40 @@ from api.errors import (
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.mutations._command import (
+    IdempotencyKey,
+    MutationSuccess,
+    execute,
+    expected_version,
+    returns_errors,
+)
 from api.types import Order
 from domain.commands import CancelOrder
 from readmodel.projections import OrdersProjection
 
 
-@strawberry.input
+@strawberry.input(description="The order to cancel, and why.")
 class CancelOrderInput:
-    order_id: strawberry.ID
-    reason: str = strawberry.field(default="", description="At most 200 characters.")
-    expected_version: int | None = strawberry.field(
-        default=None,
-        description="Apply only if the object is still at this version (optimistic concurrency).",
+    order_id: strawberry.ID = strawberry.field(
+        description="The order's id (Order.id), 1-36 characters of A-Z, a-z, 0-9, '-' or '_'."
     )
+    reason: str = strawberry.field(
+        default="", description="Why it was cancelled: up to 200 characters, kept with the order."
+    )
+    expected_version: int | None = expected_version("the order (Order.version)")
 
 
-@strawberry.type
+@strawberry.type(
+    description=(
+        "cancelOrder applied (or replayed): the order, now CANCELLED, its reserved stock released."
+    )
+)
 class CancelOrderSuccess(MutationSuccess):
-    order: Order
+    order: Order = strawberry.field(
+        description=(
+            "The cancelled order, field for field as a query with consistencyToken shows it."
+        )
+    )
 
 
 CancelOrderResult = Annotated[
@@ -42,15 +57,27 @@ CancelOrderResult = Annotated[
     | RuleBrokenError
     | VersionConflictError
     | ForbiddenError,
-    strawberry.union("CancelOrderResult"),
+    strawberry.union(
+        "CancelOrderResult",
+        description=(
+            "CancelOrderSuccess, or why nothing was written: InvalidInputError (a reason "
+            "too long, a malformed id), NotFoundError (no such order), RuleBrokenError "
+            "(ILLEGAL_STATUS_TRANSITION unless the order is PLACED or PAID, "
+            "IDEMPOTENCY_KEY_REUSED), VersionConflictError (not at expectedVersion), or "
+            "ForbiddenError (a customer cancelling an order not theirs, or paid)."
+        ),
+    ),
 ]
 
 
 @returns_errors
 async def cancel_order(
     info: strawberry.Info[Context, None],
-    input: CancelOrderInput,
-    idempotency_key: str | None = None,
+    input: Annotated[
+        CancelOrderInput,
+        strawberry.argument(description="The order to cancel."),
+    ],
+    idempotency_key: IdempotencyKey = None,
 ) -> CancelOrderResult:
     answer = await execute(
         info,

@@ -14,28 +14,45 @@ from api.errors import (
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.mutations._command import (
+    IdempotencyKey,
+    MutationSuccess,
+    execute,
+    expected_version,
+    returns_errors,
+)
 from api.types import Product
 from domain.commands import ChangePrice
 from readmodel.projections import ProductsProjection
 
 
-@strawberry.input
+@strawberry.input(description="A product's new price, and optionally its currency.")
 class ChangePriceInput:
-    product_id: strawberry.ID
-    price: int = strawberry.field(description="In minor units (cents), above zero.")
+    product_id: strawberry.ID = strawberry.field(
+        description="The product's id (Product.id), 1-36 characters of A-Z, a-z, 0-9, '-' or '_'."
+    )
+    price: int = strawberry.field(
+        description=(
+            "In minor units of the currency (cents: 1999 is 19.99 EUR), from 1 to 2147483647."
+        )
+    )
     currency: str | None = strawberry.field(
-        default=None, description="ISO 4217, e.g. EUR; null keeps the current one."
-    )
-    expected_version: int | None = strawberry.field(
         default=None,
-        description="Apply only if the object is still at this version (optimistic concurrency).",
+        description=(
+            "A three-letter ISO 4217 code, e.g. EUR, stored upper-cased; null keeps the "
+            "current one."
+        ),
     )
+    expected_version: int | None = expected_version("the product (Product.version)")
 
 
-@strawberry.type
+@strawberry.type(description="changePrice applied (or replayed): the product with its new price.")
 class ChangePriceSuccess(MutationSuccess):
-    product: Product
+    product: Product = strawberry.field(
+        description=(
+            "The repriced product, field for field as a query with consistencyToken shows it."
+        )
+    )
 
 
 ChangePriceResult = Annotated[
@@ -45,15 +62,27 @@ ChangePriceResult = Annotated[
     | RuleBrokenError
     | VersionConflictError
     | ForbiddenError,
-    strawberry.union("ChangePriceResult"),
+    strawberry.union(
+        "ChangePriceResult",
+        description=(
+            "ChangePriceSuccess, or why nothing was written: InvalidInputError "
+            "(PRICE_NOT_POSITIVE, PRICE_TOO_LARGE, CURRENCY_MALFORMED, a malformed id), "
+            "NotFoundError (no such product), RuleBrokenError (PRODUCT_DISCONTINUED, "
+            "IDEMPOTENCY_KEY_REUSED), VersionConflictError (not at expectedVersion), or "
+            "ForbiddenError. Orders already placed keep the price they were placed at."
+        ),
+    ),
 ]
 
 
 @returns_errors
 async def change_price(
     info: strawberry.Info[Context, None],
-    input: ChangePriceInput,
-    idempotency_key: str | None = None,
+    input: Annotated[
+        ChangePriceInput,
+        strawberry.argument(description="The product and its new price."),
+    ],
+    idempotency_key: IdempotencyKey = None,
 ) -> ChangePriceResult:
     answer = await execute(
         info,

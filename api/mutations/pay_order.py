@@ -14,24 +14,31 @@ from api.errors import (
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.mutations._command import (
+    IdempotencyKey,
+    MutationSuccess,
+    execute,
+    expected_version,
+    returns_errors,
+)
 from api.types import Order
 from domain.commands import PayOrder
 from readmodel.projections import OrdersProjection
 
 
-@strawberry.input
+@strawberry.input(description="The placed order to mark as paid.")
 class PayOrderInput:
-    order_id: strawberry.ID
-    expected_version: int | None = strawberry.field(
-        default=None,
-        description="Apply only if the object is still at this version (optimistic concurrency).",
+    order_id: strawberry.ID = strawberry.field(
+        description="The order's id (Order.id), 1-36 characters of A-Z, a-z, 0-9, '-' or '_'."
     )
+    expected_version: int | None = expected_version("the order (Order.version)")
 
 
-@strawberry.type
+@strawberry.type(description="payOrder applied (or replayed): the order, now PAID.")
 class PayOrderSuccess(MutationSuccess):
-    order: Order
+    order: Order = strawberry.field(
+        description="The paid order, field for field as a query with consistencyToken shows it."
+    )
 
 
 PayOrderResult = Annotated[
@@ -41,15 +48,27 @@ PayOrderResult = Annotated[
     | RuleBrokenError
     | VersionConflictError
     | ForbiddenError,
-    strawberry.union("PayOrderResult"),
+    strawberry.union(
+        "PayOrderResult",
+        description=(
+            "PayOrderSuccess, or why nothing was written: InvalidInputError (a malformed "
+            "id), NotFoundError (no such order), RuleBrokenError "
+            "(ILLEGAL_STATUS_TRANSITION unless the order is PLACED, "
+            "IDEMPOTENCY_KEY_REUSED), VersionConflictError (not at expectedVersion), or "
+            "ForbiddenError."
+        ),
+    ),
 ]
 
 
 @returns_errors
 async def pay_order(
     info: strawberry.Info[Context, None],
-    input: PayOrderInput,
-    idempotency_key: str | None = None,
+    input: Annotated[
+        PayOrderInput,
+        strawberry.argument(description="The order to mark as paid."),
+    ],
+    idempotency_key: IdempotencyKey = None,
 ) -> PayOrderResult:
     answer = await execute(
         info,

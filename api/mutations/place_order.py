@@ -14,28 +14,59 @@ from api.errors import (
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.mutations._command import (
+    IdempotencyKey,
+    MutationSuccess,
+    execute,
+    returns_errors,
+)
 from api.types import Order
 from domain.commands import OrderLineRequest, PlaceOrder
 from domain.rules import MAX_ORDER_LINES
 from readmodel.projections import OrdersProjection
 
 
-@strawberry.input
+@strawberry.input(description="One line of a new order: a product by its sku, and how many units.")
 class OrderLineInput:
-    sku: str
-    quantity: int = strawberry.field(description="Units to order, above zero.")
+    sku: str = strawberry.field(
+        description=(
+            "The product's sku, as Product.sku (matched case-insensitively); the product "
+            "must be ACTIVE."
+        )
+    )
+    quantity: int = strawberry.field(
+        description=(
+            "Units to order, from 1 to 1000000, and no more than the product has "
+            "available (INSUFFICIENT_STOCK)."
+        )
+    )
 
 
-@strawberry.input
+@strawberry.input(
+    description=(
+        "A new order: who orders, and which products in what quantities. Prices are the "
+        "products' current ones."
+    )
+)
 class PlaceOrderInput:
-    customer_id: strawberry.ID
-    lines: list[OrderLineInput] = strawberry.field(description="1 to 100 lines; one per sku.")
+    customer_id: strawberry.ID = strawberry.field(
+        description="Who orders (Customer.id); a customer may order only for themself."
+    )
+    lines: list[OrderLineInput] = strawberry.field(
+        description=(
+            "1 to 100 lines, one per sku, all priced in one currency; the total may not "
+            "pass 2147483647 minor units."
+        )
+    )
 
 
-@strawberry.type
+@strawberry.type(
+    description="placeOrder applied (or replayed): the new order, PLACED, its stock reserved."
+)
 class PlaceOrderSuccess(MutationSuccess):
-    order: Order
+    order: Order = strawberry.field(
+        description="The new order, field for field as a query with consistencyToken shows it."
+    )
 
 
 PlaceOrderResult = Annotated[
@@ -45,15 +76,30 @@ PlaceOrderResult = Annotated[
     | RuleBrokenError
     | VersionConflictError
     | ForbiddenError,
-    strawberry.union("PlaceOrderResult"),
+    strawberry.union(
+        "PlaceOrderResult",
+        description=(
+            "PlaceOrderSuccess, or why nothing was written: InvalidInputError "
+            "(ORDER_LINES_OUT_OF_BOUNDS, DUPLICATE_SKU, SKU_MALFORMED, "
+            "QUANTITY_NOT_POSITIVE, QUANTITY_TOO_LARGE, a malformed id), NotFoundError "
+            "(no such customer or sku), RuleBrokenError (INSUFFICIENT_STOCK, "
+            "PRODUCT_NOT_ORDERABLE, MIXED_CURRENCIES, ORDER_TOTAL_TOO_LARGE, "
+            "CUSTOMER_ERASED, IDEMPOTENCY_KEY_REUSED), VersionConflictError when "
+            "concurrent writers kept winning for the same stock, or ForbiddenError (a "
+            "customer ordering for someone else)."
+        ),
+    ),
 ]
 
 
 @returns_errors
 async def place_order(
     info: strawberry.Info[Context, None],
-    input: PlaceOrderInput,
-    idempotency_key: str | None = None,
+    input: Annotated[
+        PlaceOrderInput,
+        strawberry.argument(description="The customer and the order's lines."),
+    ],
+    idempotency_key: IdempotencyKey = None,
 ) -> PlaceOrderResult:
     if len(input.lines) > MAX_ORDER_LINES:
         return InvalidInputError(

@@ -14,25 +14,39 @@ from api.errors import (
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.mutations._command import (
+    IdempotencyKey,
+    MutationSuccess,
+    execute,
+    expected_version,
+    returns_errors,
+)
 from api.types import Product
 from domain.commands import ReceiveStock
 from readmodel.projections import ProductsProjection
 
 
-@strawberry.input
+@strawberry.input(description="A delivery: units to add to a product's stock on hand.")
 class ReceiveStockInput:
-    product_id: strawberry.ID
-    quantity: int = strawberry.field(description="Units received, above zero.")
-    expected_version: int | None = strawberry.field(
-        default=None,
-        description="Apply only if the stock is still at this version (product.stock.version).",
+    product_id: strawberry.ID = strawberry.field(
+        description="The product's id (Product.id), 1-36 characters of A-Z, a-z, 0-9, '-' or '_'."
+    )
+    quantity: int = strawberry.field(
+        description="Units received, from 1 to 1000000; stock on hand may not pass 1000000000."
+    )
+    expected_version: int | None = expected_version(
+        "the product's stock (Product.stock.version, not Product.version)"
     )
 
 
-@strawberry.type
+@strawberry.type(description="receiveStock applied (or replayed): the product with its new stock.")
 class ReceiveStockSuccess(MutationSuccess):
-    product: Product
+    product: Product = strawberry.field(
+        description=(
+            "The product with its stock after the delivery, field for field as a query "
+            "with consistencyToken shows it."
+        )
+    )
 
 
 ReceiveStockResult = Annotated[
@@ -42,15 +56,27 @@ ReceiveStockResult = Annotated[
     | RuleBrokenError
     | VersionConflictError
     | ForbiddenError,
-    strawberry.union("ReceiveStockResult"),
+    strawberry.union(
+        "ReceiveStockResult",
+        description=(
+            "ReceiveStockSuccess, or why nothing was written: InvalidInputError "
+            "(QUANTITY_NOT_POSITIVE, QUANTITY_TOO_LARGE, a malformed id), NotFoundError "
+            "(no such product), RuleBrokenError (STOCK_LIMIT_EXCEEDED past 1000000000 on "
+            "hand, IDEMPOTENCY_KEY_REUSED), VersionConflictError (the stock is not at "
+            "expectedVersion), or ForbiddenError."
+        ),
+    ),
 ]
 
 
 @returns_errors
 async def receive_stock(
     info: strawberry.Info[Context, None],
-    input: ReceiveStockInput,
-    idempotency_key: str | None = None,
+    input: Annotated[
+        ReceiveStockInput,
+        strawberry.argument(description="The product and the units received."),
+    ],
+    idempotency_key: IdempotencyKey = None,
 ) -> ReceiveStockResult:
     answer = await execute(
         info,

@@ -14,24 +14,33 @@ from api.errors import (
     RuleBrokenError,
     VersionConflictError,
 )
-from api.mutations._command import MutationSuccess, execute, returns_errors
+from api.mutations._command import (
+    IdempotencyKey,
+    MutationSuccess,
+    execute,
+    expected_version,
+    returns_errors,
+)
 from api.types import Order
 from domain.commands import ShipOrder
 from readmodel.projections import OrdersProjection
 
 
-@strawberry.input
+@strawberry.input(description="The paid order to ship.")
 class ShipOrderInput:
-    order_id: strawberry.ID
-    expected_version: int | None = strawberry.field(
-        default=None,
-        description="Apply only if the object is still at this version (optimistic concurrency).",
+    order_id: strawberry.ID = strawberry.field(
+        description="The order's id (Order.id), 1-36 characters of A-Z, a-z, 0-9, '-' or '_'."
     )
+    expected_version: int | None = expected_version("the order (Order.version)")
 
 
-@strawberry.type
+@strawberry.type(description="shipOrder applied (or replayed): the order, now SHIPPED.")
 class ShipOrderSuccess(MutationSuccess):
-    order: Order
+    order: Order = strawberry.field(
+        description=(
+            "The shipped order, field for field as a query with consistencyToken shows it."
+        )
+    )
 
 
 ShipOrderResult = Annotated[
@@ -41,15 +50,27 @@ ShipOrderResult = Annotated[
     | RuleBrokenError
     | VersionConflictError
     | ForbiddenError,
-    strawberry.union("ShipOrderResult"),
+    strawberry.union(
+        "ShipOrderResult",
+        description=(
+            "ShipOrderSuccess, or why nothing was written: InvalidInputError (a malformed"
+            " id), NotFoundError (no such order), RuleBrokenError "
+            "(ILLEGAL_STATUS_TRANSITION unless the order is PAID, "
+            "UNITS_SOLD_LIMIT_REACHED, IDEMPOTENCY_KEY_REUSED), VersionConflictError (not"
+            " at expectedVersion), or ForbiddenError."
+        ),
+    ),
 ]
 
 
 @returns_errors
 async def ship_order(
     info: strawberry.Info[Context, None],
-    input: ShipOrderInput,
-    idempotency_key: str | None = None,
+    input: Annotated[
+        ShipOrderInput,
+        strawberry.argument(description="The order to ship."),
+    ],
+    idempotency_key: IdempotencyKey = None,
 ) -> ShipOrderResult:
     answer = await execute(
         info,
