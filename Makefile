@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-from-pyproject
 PYTEST_ARGS ?=
 
-.PHONY: venv test run lint schema
+.PHONY: venv test run lint schema packages-run packages-test graphiql-assets
 
 venv: $(STAMP)
 
@@ -17,10 +17,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e '.[dev]'
 	touch $@
 
-test: venv
+# The system packages each command needs, installed when missing (as root or with sudo;
+# without either, tools/install.sh prints the command to run).
+packages-run:
+	tools/install.sh run
+
+packages-test:
+	tools/install.sh test
+
+# GraphiQL's assets, pinned by api/graphiql_assets/package-lock.json, so that GraphiQL
+# works offline (api/pages.py serves them; without them the page uses the CDN).
+GRAPHIQL_ASSETS := api/graphiql_assets
+GRAPHIQL_STAMP := $(GRAPHIQL_ASSETS)/node_modules/.installed-from-lock
+
+graphiql-assets: $(GRAPHIQL_STAMP)
+
+$(GRAPHIQL_STAMP): $(GRAPHIQL_ASSETS)/package-lock.json
+	npm ci --prefix $(GRAPHIQL_ASSETS) --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: packages-test venv graphiql-assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-run: venv
+run: packages-run venv graphiql-assets
 	$(BIN)/bicameral search-node start
 	$(BIN)/bicameral migrate
 	$(BIN)/bicameral serve --demo
