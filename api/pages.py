@@ -180,9 +180,13 @@ def _demo_token(app: Any) -> Any:
         from api.identity import Role
 
         settings = app.settings
+        # No demo, no customer: the page browses as a guest. 204 rather than 404, which
+        # a browser reports as an error on the console of every page load.
+        if not (settings.demo and settings.uses_local_signing_key):
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
         customer_id = await demo_customer_id(app)
         if customer_id is None:
-            return JSONResponse({"error": "the demo customer is not loaded"}, status_code=404)
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
         token = LocalSigningKey.load_or_create(settings.data_dir).token(
             role=Role.CUSTOMER,
             subject="demo-ada",
@@ -202,16 +206,15 @@ def _demo_token(app: Any) -> Any:
 
 
 def page_routes(app: Any) -> list[BaseRoute]:
-    """The pages' own files; GraphiQL's local assets while GraphiQL is on; the storefront
-    outside production; and, with DEMO on and the local signing key in use, the demo
-    customer's token."""
+    """The pages' own files; GraphiQL's local assets while GraphiQL is on; outside
+    production, the storefront and /demo/token, which hands out the demo customer's
+    token while DEMO is on (and the local signing key in use), else nothing (204)."""
     settings = app.settings
     routes: list[BaseRoute] = [Mount("/static", StaticFiles(directory=STATIC_DIR), name="static")]
     if settings.graphiql:
         routes.append(Route("/graphiql-assets/{name}", _graphiql_asset))
-    # A demonstration, not a shop: production serves the API alone.
+    # A demonstration, not a shop: production serves the API alone (and refuses DEMO).
     if not settings.is_production:
         routes.append(Route("/", _storefront))
-    if settings.demo and settings.uses_local_signing_key:
         routes.append(Route("/demo/token", _demo_token(app)))
     return routes
