@@ -218,7 +218,7 @@ async function showCatalog() {
       "div",
       { class: "catalog" },
       sidebar,
-      h("section", {}, h("p", {}, `${products.totalCount} products`), list, paging),
+      h("section", {}, h("p", {}, products.totalCount === 1 ? "1 product" : `${products.totalCount} products`), list, paging),
     ),
   );
 }
