@@ -26,6 +26,7 @@ from playwright.async_api import Browser, Page, Route, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from api.identity import Role
+from api.pages import local_assets_present
 from tests.e2e.conftest import Server, migrated_and_serving, serve_env
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,6 +40,11 @@ pytestmark = pytest.mark.elasticsearch
 @pytest.fixture(scope="module")
 def demo(elasticsearch_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`bicameral serve` with DEMO on (as `serve --demo`): demo data and /demo/token."""
+    if not local_assets_present():
+        pytest.fail(
+            "GraphiQL's assets are not fetched (offline it would use the CDN): "
+            "run `make graphiql-assets`"
+        )
     folder = tmp_path_factory.mktemp("browser")
     env = serve_env(elasticsearch_url, folder, DEMO="true")
     with migrated_and_serving(env, folder / "serve.log") as server:
