@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright
-from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from api.identity import Role
 from api.pages import local_assets_present
@@ -139,18 +138,19 @@ async def receive_stock(server: Server, product: str, quantity: int) -> None:
     assert data["receiveStock"]["__typename"] == "ReceiveStockSuccess", data
 
 
-async def deliver_until_seen(server: Server, product: str, page: Page, seen: str) -> None:
-    """Receive stock until the page shows `seen` (a selector). A page's subscription is
-    live a moment after it is sent; a change before that is not for it (it asked for no
-    replay), so one delivery at a guess could be missed."""
+async def deliver_until_seen(
+    server: Server, product: str, page: Page, seen: Callable[[], Awaitable[bool]]
+) -> None:
+    """Receive stock until `seen()`. A page's subscription is live a moment after it is
+    sent; a change before that is not for it (it asked for no replay), so one delivery
+    at a guess could be missed."""
     for _ in range(30):
         await receive_stock(server, product, 1)
-        try:
-            await page.locator(seen).first.wait_for(timeout=1000)
-            return
-        except PlaywrightTimeout:
-            continue
-    pytest.fail(f"no change reached the page ({seen})")
+        for _ in range(10):
+            if await seen():
+                return
+            await page.wait_for_timeout(100)
+    pytest.fail("no change reached the page")
 
 
 # -- GraphiQL ---------------------------------------------------------------------------
@@ -167,16 +167,25 @@ async def set_editor(page: Page, selector: str, text: str) -> None:
 
 async def run_in_graphiql(page: Page, query: str) -> None:
     await set_editor(page, ".graphiql-query-editor .CodeMirror", query)
+    # GraphiQL takes in an edit (the parsed document that says whether it is a
+    # subscription, for the WebSocket, or not) a moment later, then stores the query.
+    await page.wait_for_function(
+        "(query) => localStorage.getItem('graphiql:query') === query", arg=query
+    )
     await page.click(".graphiql-execute-button")
+
+
+_RESPONSE = "() => document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue()"
+
+
+async def response_has(page: Page, expected: str) -> bool:
+    return expected in await page.evaluate(_RESPONSE)
 
 
 async def graphiql_result(page: Page, expected: str) -> dict[str, Any]:
     """The response pane's JSON once it contains `expected`."""
-    read = "() => document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue()"
-    await page.wait_for_function(
-        f"(expected) => ({read})().includes(expected)", arg=expected, timeout=DEADLINE_MS
-    )
-    result: dict[str, Any] = json.loads(await page.evaluate(read))
+    await page.wait_for_function(f"(expected) => ({_RESPONSE})().includes(expected)", arg=expected)
+    result: dict[str, Any] = json.loads(await page.evaluate(_RESPONSE))
     return result
 
 
@@ -216,6 +225,12 @@ async def test_graphiql_shows_a_subscription_live(demo: Server, browser: Browser
     mug = await product_id(demo, "MUG-002")
     watched = await open_page(browser, f"{demo.url}/graphql")
     page = watched.page
+    # GraphiQL tells a subscription from a query by the schema it fetched: one run
+    # before the schema is in goes over HTTP (and is refused) rather than a WebSocket.
+    await page.wait_for_function(
+        "() => document.querySelector('.graphiql-query-editor .CodeMirror')"
+        "?.CodeMirror.options.lint?.schema"
+    )
     await run_in_graphiql(
         page,
         f'subscription {{ productChanged(id: "{mug}") '
@@ -223,7 +238,7 @@ async def test_graphiql_shows_a_subscription_live(demo: Server, browser: Browser
     )
     # The subscription is open once GraphiQL offers to stop it.
     await page.locator(".graphiql-execute-button[aria-label^='Stop']").wait_for()
-    await deliver_until_seen(demo, mug, page, ".graphiql-response :text('StockReceived')")
+    await deliver_until_seen(demo, mug, page, lambda: response_has(page, "StockReceived"))
     result = await graphiql_result(page, "StockReceived")
     assert result["data"]["productChanged"]["product"]["sku"] == "MUG-002"
     watched.assert_clean()
@@ -288,7 +303,7 @@ async def test_the_storefront_shows_stock_live_and_an_order_at_once(
     before = int(await stock.inner_text())
 
     # A delivery elsewhere reaches the open page through its subscription.
-    await deliver_until_seen(demo, torch, page, "#stock.changed")
+    await deliver_until_seen(demo, torch, page, lambda: page.locator("#stock.changed").is_visible())
     await page.wait_for_function(
         "(before) => Number(document.getElementById('stock').textContent) > before", arg=before
     )
