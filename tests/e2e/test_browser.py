@@ -201,15 +201,18 @@ async def test_graphiql_runs_a_query_and_a_mutation_with_no_network_but_this_mac
     assert result["data"]["products"]["totalCount"] == 1
 
     await page.get_by_role("button", name="Headers").click()
+    headers = json.dumps({"Authorization": f"Bearer {demo.token(Role.STAFF)}"})
     await set_editor(
-        page,
-        ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror",
-        json.dumps({"Authorization": f"Bearer {demo.token(Role.STAFF)}"}),
+        page, ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror", headers
+    )
+    # Taken in (and kept, shouldPersistHeaders) a moment later, as the query is.
+    await page.wait_for_function(
+        "(headers) => localStorage.getItem('graphiql:headers') === headers", arg=headers
     )
     await run_in_graphiql(
         page,
         'mutation { createProduct(input: {sku: "GRA-1", name: "Graphite pencil", price: 150, '
-        'currency: "EUR", initialStock: 9}) { __typename '
+        'currency: "EUR", category: "stationery", initialStock: 9}) { __typename '
         "... on CreateProductSuccess { product { sku } } } }",
     )
     created = await graphiql_result(page, "CreateProductSuccess")
@@ -217,6 +220,7 @@ async def test_graphiql_runs_a_query_and_a_mutation_with_no_network_but_this_mac
     # The docs pane reads the schema by introspection.
     await page.get_by_role("button", name="Show Documentation Explorer").click()
     await page.get_by_text("A GraphQL schema provides a root type").wait_for()
+    await page.get_by_role("button", name="Prettify query").click()
     await screenshot(page, "graphiql.png")
     watched.assert_clean()
 

@@ -110,7 +110,7 @@ function facetBox(title, values, chosen) {
           checked: chosen.includes(value) && "checked",
           onchange: () => toggle(chosen, value),
         }),
-        ` ${value} `,
+        ` ${value || "(none)"} `,
         h("span", { class: "count" }, `(${count})`),
       ),
     ),
