@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 CLIENTS := tests/clients
 CLIENTS_STAMP := $(CLIENTS)/node_modules/.installed-from-lock
 
-.PHONY: venv clients test run lint schema
+.PHONY: venv clients test run lint schema packages-run packages-test graphiql-assets
 
 venv: $(STAMP)
 
@@ -28,10 +28,29 @@ $(CLIENTS_STAMP): $(CLIENTS)/package-lock.json $(CLIENTS)/package.json
 	cd $(CLIENTS) && npm ci --no-audit --no-fund
 	touch $@
 
-test: venv clients
+# The system packages each command needs, installed when missing (as root or with sudo;
+# without either, tools/install.sh prints the command to run).
+packages-run:
+	tools/install.sh run
+
+packages-test:
+	tools/install.sh test
+
+# GraphiQL's assets, pinned by api/graphiql_assets/package-lock.json, so that GraphiQL
+# works offline (api/pages.py serves them; without them the page uses the CDN).
+GRAPHIQL_ASSETS := api/graphiql_assets
+GRAPHIQL_STAMP := $(GRAPHIQL_ASSETS)/node_modules/.installed-from-lock
+
+graphiql-assets: $(GRAPHIQL_STAMP)
+
+$(GRAPHIQL_STAMP): $(GRAPHIQL_ASSETS)/package-lock.json
+	npm ci --prefix $(GRAPHIQL_ASSETS) --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: packages-test venv clients graphiql-assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-run: venv
+run: packages-run venv graphiql-assets
 	$(BIN)/bicameral search-node start
 	$(BIN)/bicameral migrate
 	$(BIN)/bicameral serve --demo

@@ -1,4 +1,4 @@
-"""The HTTP face: GraphQL (GraphiQL on GET), /healthz, /readyz."""
+"""The HTTP face: GraphQL (GraphiQL on GET), /healthz, /readyz, the pages (api/pages.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from api.bootstrap import Bicameral, build
 from api.context import Context
 from api.http import GraphQLView
 from api.metrics import metrics_endpoint, metrics_process_exited
+from api.pages import graphiql_response, page_routes
 from api.persisted import PersistedDocuments
 from api.schema import build_schema
 from api.settings import Settings
@@ -41,6 +42,9 @@ class BicameralGraphQL(GraphQLView):
         if request.scope["type"] == "http":
             context.identity = await self.request_identity(request.headers.get("authorization"))
         return context
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        return graphiql_response()  # assets served locally when fetched (api/pages.py)
 
 
 async def _healthz(_: Request) -> Response:
@@ -110,6 +114,7 @@ def create_app(
             Route("/healthz", _healthz),
             Route("/readyz", _readyz(app)),
             Route("/metrics", metrics_endpoint(app)),
+            *page_routes(app),
         ],
         lifespan=lifespan,
         middleware=[

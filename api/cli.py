@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -62,7 +63,7 @@ def _metrics_directory(settings: Settings, processes: int) -> Path | None:
     return directory
 
 
-def _serve(settings: Settings, demo: bool, workers: int | None) -> int:
+def _serve(settings: Settings, workers: int | None) -> int:
     import uvicorn
 
     workers = workers or settings.web_concurrency
@@ -72,10 +73,14 @@ def _serve(settings: Settings, demo: bool, workers: int | None) -> int:
 
         # Made here, once, before uvicorn's processes start and each wants it.
         LocalSigningKey.load_or_create(settings.data_dir)
-    problem = asyncio.run(_prepare_to_serve(settings, demo))
+    problem = asyncio.run(_prepare_to_serve(settings, settings.demo))
     if problem:
         print(f"bicameral serve: {problem}", file=sys.stderr)
         return 1
+    if settings.demo:
+        # uvicorn's processes build their app from the environment (create_app reads it).
+        os.environ["DEMO"] = "true"
+    _print_addresses(settings)
     # An import string and a factory, so that uvicorn's own process model can run
     # several processes: each child calls `create_app()`, which reads the same
     # environment as this process did.
@@ -94,6 +99,17 @@ def _serve(settings: Settings, demo: bool, workers: int | None) -> int:
         ws_max_size=settings.max_body_bytes,
     )
     return 0
+
+
+def _print_addresses(settings: Settings) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    lines = []
+    if not settings.is_production:
+        lines.append(f"  storefront: {base}/")
+    if settings.graphiql:
+        lines.append(f"  GraphiQL:   {base}/graphql")
+    lines.append(f"  GraphQL:    {base}/graphql (POST, and WebSocket for subscriptions)")
+    print("Serving:\n" + "\n".join(lines), flush=True)
 
 
 async def _prepare_to_serve(settings: Settings, demo: bool) -> str | None:
@@ -482,7 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         if args.workers is not None and args.workers < 1:
             parser.error("--workers must be at least 1")
-        return _serve(settings, args.demo, args.workers)
+        if args.demo:
+            try:
+                settings = dataclasses.replace(settings, demo=True)
+            except SettingsError as error:
+                parser.error(str(error))
+        return _serve(settings, args.workers)
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "worker":
             return asyncio.run(_worker(settings))

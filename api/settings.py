@@ -106,6 +106,9 @@ class Settings:
     persisted_query_max_age: int = 5
     # Manifest (JSON) of the only documents to run; empty: any document (docs/graphql.md).
     trusted_documents: str = ""
+    # The demo (`bicameral serve --demo` turns it on): demo data, and /demo/token hands the
+    # demo customer's token to the storefront page (local signing key only; docs/frontend.md).
+    demo: bool = False
     # Port of the local Elasticsearch node that `bicameral search-node` manages.
     search_node_port: int = 9200
     # Log level of the service's loggers and uvicorn's (debug, info, warning, error).
@@ -239,6 +242,8 @@ def _unsafe_in_production(settings: Settings) -> str | None:
         jwks.scheme == "http" and jwks.hostname in {h.strip("[]") for h in _LOOPBACK_HOSTS}
     ):
         return f"AUTH_JWKS_URL={settings.auth_jwks_url!r} must be an https:// URL"
+    if settings.demo:
+        return "DEMO=true hands a customer's token to anyone who asks"
     if not settings.mask_errors:
         return "MASK_ERRORS=false would show error internals to clients"
     if "*" in settings.allowed_origins:
