@@ -34,17 +34,19 @@ __all__ = ["Subscription"]
 Info = strawberry.Info[Context, None]
 
 
-@strawberry.enum
+@strawberry.enum(description="The kind of object a change belongs to.")
 class EntityType(Enum):
-    PRODUCT = "Product"
-    ORDER = "Order"
-    CUSTOMER = "Customer"
+    PRODUCT = strawberry.enum_value("Product", description="A product, its stock included.")
+    ORDER = strawberry.enum_value("Order", description="An order.")
+    CUSTOMER = strawberry.enum_value("Customer", description="A customer.")
 
 
 @strawberry.type(description="Something changed, and the read side already shows it.")
 class ChangeNotification:
-    entity_type: EntityType
-    id: strawberry.ID
+    entity_type: EntityType = strawberry.field(
+        description="What changed: which of product, order and customer is set."
+    )
+    id: strawberry.ID = strawberry.field(description="The id of the object that changed.")
     version: int = strawberry.field(
         description="The version of the aggregate the change belongs to: the product's, "
         "or for stock changes (kind Stock...) the stock's."
@@ -183,14 +185,24 @@ def _while_visible(info: Info) -> Visible | None:
     return visible
 
 
-@strawberry.type
+@strawberry.type(
+    description="Change notifications over a WebSocket (graphql-transport-ws), each sent "
+    "once the read side shows the change. Each caller gets only the changes of what "
+    "they may read (docs/policy.md)."
+)
 class Subscription:
     # Plain functions handing back the notifications' async generator: strawberry
     # iterates whatever a subscription resolver returns. Each asks the policy for
     # its caller's rule first (the Policy extension refused callers without one).
     @strawberry.subscription(description="Every change of the chosen kinds, in position order.")
     def changes(
-        self, info: Info, types: list[EntityType] | None = None, after: After = None
+        self,
+        info: Info,
+        types: Annotated[
+            list[EntityType] | None,
+            strawberry.argument(description="Only changes of these kinds; null: every kind."),
+        ] = None,
+        after: After = None,
     ) -> AsyncGenerator[ChangeNotification, None]:
         rule(info)  # staff's only: the whole feed names every customer's orders
         wanted = {t.value for t in types or EntityType}
@@ -198,7 +210,10 @@ class Subscription:
 
     @strawberry.subscription(description="Changes to one product (its stock included).")
     def product_changed(
-        self, info: Info, id: strawberry.ID, after: After = None
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The product's id.")],
+        after: After = None,
     ) -> AsyncGenerator[ChangeNotification, None]:
         return _notifications(
             info, _one("Product", str(id)), after, {"id": str(id)}, _while_visible(info)
@@ -206,7 +221,10 @@ class Subscription:
 
     @strawberry.subscription(description="Changes to one order.")
     def order_changed(
-        self, info: Info, id: strawberry.ID, after: After = None
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The order's id.")],
+        after: After = None,
     ) -> AsyncGenerator[ChangeNotification, None]:
         one, owned = _one("Order", str(id)), _owned(info)
         return _notifications(
@@ -215,7 +233,15 @@ class Subscription:
 
     @strawberry.subscription(description="Changes to any order of one customer.")
     def orders_of_customer(
-        self, info: Info, customer_id: strawberry.ID, after: After = None
+        self,
+        info: Info,
+        customer_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(
+                description="The customer's id; a customer may give only their own."
+            ),
+        ],
+        after: After = None,
     ) -> AsyncGenerator[ChangeNotification, None]:
         key = str(customer_id)
         owned = _owned(info)
