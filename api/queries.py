@@ -9,6 +9,7 @@ from typing import Annotated
 
 import strawberry
 
+from api import resolvers
 from api.connections import (
     CustomerConnection,
     OrderConnection,
@@ -44,7 +45,9 @@ __all__ = ["Query"]
 
 Info = strawberry.Info[Context, None]
 
-ProductSortEnum = strawberry.enum(
+# The read side's sort enums are the schema's: strawberry registers the class
+# itself, so the arguments are typed with it and reach the builders unchanged.
+strawberry.enum(
     ProductSort, name="ProductSort", description="The order of a product search's results."
 )
 describe_values(
@@ -96,9 +99,7 @@ class ProductFilterInput:
         )
 
 
-OrderSortEnum = strawberry.enum(
-    OrderSort, name="OrderSort", description="The order of a list of orders."
-)
+strawberry.enum(OrderSort, name="OrderSort", description="The order of a list of orders.")
 describe_values(
     OrderSort,
     {
@@ -272,7 +273,7 @@ NodeIds = Annotated[
     "Who may call each field, and which rows it shows: docs/policy.md."
 )
 class Query:
-    @strawberry.field(description="One product by id or sku.")
+    @resolvers.field(description="One product by id or sku.")
     async def product(
         self,
         info: Info,
@@ -291,7 +292,7 @@ class Query:
             doc = await reader.product_by_sku(sku or "", rows)
         return None if doc is None else Product.from_document(doc)
 
-    @strawberry.field(description="Search and browse products; a Relay-style connection.")
+    @resolvers.field(description="Search and browse products; a Relay-style connection.")
     async def products(
         self,
         info: Info,
@@ -307,7 +308,7 @@ class Query:
             strawberry.argument(description="Conditions every product must meet; default: active."),
         ] = None,
         sort: Annotated[
-            ProductSortEnum | None,  # type: ignore[valid-type]
+            ProductSort | None,
             strawberry.argument(description="Default: RELEVANCE with search, else NEWEST."),
         ] = None,
         first: First = None,
@@ -332,7 +333,7 @@ class Query:
             )
         return ProductConnection.from_product_page(page)
 
-    @strawberry.field(
+    @resolvers.field(
         description="Autocomplete: active products (what `products` shows by default) "
         "whose name holds every word of `prefix`, the last one as the start of a word, "
         'in any order and in any case, sorted by name: "steel ke" finds "Steel kettle" '
@@ -357,7 +358,7 @@ class Query:
             ProductSuggestion(id=strawberry.ID(d["id"]), sku=d["sku"], name=d["name"]) for d in docs
         ]
 
-    @strawberry.field(description="One order by id.")
+    @resolvers.field(description="One order by id.")
     async def order(
         self,
         info: Info,
@@ -368,7 +369,7 @@ class Query:
         doc = await info.context.app.reader.get("orders", str(id), scope(info))
         return None if doc is None else Order.from_document(doc)
 
-    @strawberry.field(description="Orders, newest first by default; a Relay-style connection.")
+    @resolvers.field(description="Orders, newest first by default; a Relay-style connection.")
     async def orders(
         self,
         info: Info,
@@ -377,7 +378,7 @@ class Query:
             strawberry.argument(description="Conditions every order must meet; default: none."),
         ] = None,
         sort: Annotated[
-            OrderSortEnum | None,  # type: ignore[valid-type]
+            OrderSort | None,
             strawberry.argument(description="Default: NEWEST."),
         ] = None,
         first: First = None,
@@ -399,7 +400,7 @@ class Query:
             )
         return OrderConnection.from_page(page, Order.from_document)
 
-    @strawberry.field(description="Customers by name, or by relevance when searching.")
+    @resolvers.field(description="Customers by name, or by relevance when searching.")
     async def customers(
         self,
         info: Info,
@@ -428,7 +429,7 @@ class Query:
             )
         return CustomerConnection.from_page(page, Customer.from_document)
 
-    @strawberry.field(description="One customer by id, with lifetime figures.")
+    @resolvers.field(description="One customer by id, with lifetime figures.")
     async def customer(
         self,
         info: Info,
@@ -439,7 +440,7 @@ class Query:
         doc = await info.context.app.reader.get("customers", str(id), scope(info))
         return None if doc is None else Customer.from_document(doc)
 
-    @strawberry.field(
+    @resolvers.field(
         description="Any product, order or customer by its id (Relay's refetch): null "
         "where the caller's own field (product, order, customer) would not show it."
     )
@@ -447,7 +448,7 @@ class Query:
         found: list[Node | None] = await find_nodes(info, [id], _BUILD)
         return found[0]
 
-    @strawberry.field(
+    @resolvers.field(
         description=f"Objects by id, in the order given, null where `node` would be; "
         f"at most {MAX_NODE_IDS} ids."
     )
@@ -455,7 +456,7 @@ class Query:
         found: list[Node | None] = await find_nodes(info, ids, _BUILD)
         return found
 
-    @strawberry.field(description="Where each read model is, against the write side's head.")
+    @resolvers.field(description="Where each read model is, against the write side's head.")
     async def read_model(self, info: Info) -> ReadModelStatus:
         scope(info)  # staff's only; the policy extension refused everyone else
         app = info.context.app
@@ -464,14 +465,14 @@ class Query:
             projections=[
                 ProjectionStatus(
                     name=lag.name,
-                    position=lag.position,
-                    head=lag.head,
-                    lag_events=lag.lag_events,
+                    position=Long(lag.position),
+                    head=Long(lag.head),
+                    lag_events=Long(lag.lag_events),
                     lag_seconds=round(lag.lag_seconds, 3),
                     owner=lag.owner,
                 )
                 for lag in lags
             ],
-            indexed_up_to=min((lag.position for lag in lags), default=0),
+            indexed_up_to=Long(min((lag.position for lag in lags), default=0)),
             checked_at=app.now(),
         )

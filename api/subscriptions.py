@@ -21,11 +21,12 @@ from typing import Annotated
 
 import strawberry
 
+from api import resolvers
 from api.context import Context
 from api.extensions import UserError
 from api.instruments import SUBSCRIBERS
 from api.policy import Refused, rule, scope, scope_of
-from api.types import Customer, Order, Product
+from api.types import Customer, Order, Product, describe_values
 from readmodel.notifications import Change, SubscriberFellBehind
 from readmodel.queries import InvalidQuery, position, stored_id
 
@@ -36,9 +37,21 @@ Info = strawberry.Info[Context, None]
 
 @strawberry.enum(description="The kind of object a change belongs to.")
 class EntityType(Enum):
-    PRODUCT = strawberry.enum_value("Product", description="A product, its stock included.")
-    ORDER = strawberry.enum_value("Order", description="An order.")
-    CUSTOMER = strawberry.enum_value("Customer", description="A customer.")
+    PRODUCT = "Product"
+    ORDER = "Order"
+    CUSTOMER = "Customer"
+
+
+# Not strawberry.enum_value: mypy would then take each value for the definition
+# rather than the string the notifications compare with.
+describe_values(
+    EntityType,
+    {
+        "PRODUCT": "A product, its stock included.",
+        "ORDER": "An order.",
+        "CUSTOMER": "A customer.",
+    },
+)
 
 
 @strawberry.type(description="Something changed, and the read side already shows it.")
@@ -56,21 +69,21 @@ class ChangeNotification:
     )
     kind: str = strawberry.field(description="What happened, e.g. PriceChanged, OrderPaid.")
 
-    @strawberry.field(description="The product as the read side has it now (PRODUCT only).")
+    @resolvers.field(description="The product as the read side has it now (PRODUCT only).")
     async def product(self, info: Info) -> Product | None:
         if self.entity_type is not EntityType.PRODUCT:
             return None
         doc = await _read(info, "products", "product", str(self.id))
         return None if doc is None else Product.from_document(doc)
 
-    @strawberry.field(description="The order as the read side has it now (ORDER only).")
+    @resolvers.field(description="The order as the read side has it now (ORDER only).")
     async def order(self, info: Info) -> Order | None:
         if self.entity_type is not EntityType.ORDER:
             return None
         doc = await _read(info, "orders", "order", str(self.id))
         return None if doc is None else Order.from_document(doc)
 
-    @strawberry.field(description="The customer as the read side has it now (CUSTOMER only).")
+    @resolvers.field(description="The customer as the read side has it now (CUSTOMER only).")
     async def customer(self, info: Info) -> Customer | None:
         if self.entity_type is not EntityType.CUSTOMER:
             return None
@@ -194,7 +207,7 @@ class Subscription:
     # Plain functions handing back the notifications' async generator: strawberry
     # iterates whatever a subscription resolver returns. Each asks the policy for
     # its caller's rule first (the Policy extension refused callers without one).
-    @strawberry.subscription(description="Every change of the chosen kinds, in position order.")
+    @resolvers.subscription(description="Every change of the chosen kinds, in position order.")
     def changes(
         self,
         info: Info,
@@ -208,7 +221,7 @@ class Subscription:
         wanted = {t.value for t in types or EntityType}
         return _notifications(info, lambda change: change.entity_type in wanted, after)
 
-    @strawberry.subscription(description="Changes to one product (its stock included).")
+    @resolvers.subscription(description="Changes to one product (its stock included).")
     def product_changed(
         self,
         info: Info,
@@ -219,7 +232,7 @@ class Subscription:
             info, _one("Product", str(id)), after, {"id": str(id)}, _while_visible(info)
         )
 
-    @strawberry.subscription(description="Changes to one order.")
+    @resolvers.subscription(description="Changes to one order.")
     def order_changed(
         self,
         info: Info,
@@ -231,7 +244,7 @@ class Subscription:
             info, lambda change: one(change) and owned(change), after, {"id": str(id)}
         )
 
-    @strawberry.subscription(description="Changes to any order of one customer.")
+    @resolvers.subscription(description="Changes to any order of one customer.")
     def orders_of_customer(
         self,
         info: Info,

@@ -17,6 +17,7 @@ from graphql import IntValueNode, StringValueNode, ValueNode
 from strawberry.types.enum import has_enum_definition
 from strawberry.types.scalar import ScalarDefinition
 
+from api import resolvers
 from api.node import Node
 from api.policy import sees_contact_details
 from domain.order import OrderStatus
@@ -157,6 +158,11 @@ class StockLevel:
     in_stock: bool = strawberry.field(description="Whether at least one unit is available.")
 
 
+# Each `from_document` takes the read model's document as readmodel/documents.py
+# types it, or as Elasticsearch hands it back: the same JSON, which no type
+# checker sees. The TypedDict keeps the keys read here checked.
+
+
 def _time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
@@ -188,7 +194,7 @@ class Product(Node):
     updated_at: datetime | None = strawberry.field(description="When it last changed.")
 
     @classmethod
-    def from_document(cls, doc: ProductDocument) -> Product:
+    def from_document(cls, doc: ProductDocument | Mapping[str, Any]) -> Product:
         return cls(
             id=strawberry.ID(doc["id"]),
             version=doc["version"],
@@ -226,7 +232,7 @@ class OrderCustomer:
         description="Whether the customer's personal data was erased (eraseCustomer)."
     )
 
-    @strawberry.field(description=_EMAIL_HELP)
+    @resolvers.field(description=_EMAIL_HELP)
     def email(self, info: strawberry.Info) -> str | None:
         return self.stored_email if sees_contact_details(info.context, self.id) else None
 
@@ -269,7 +275,7 @@ class Order(Node):
     )
 
     @classmethod
-    def from_document(cls, doc: OrderDocument) -> Order:
+    def from_document(cls, doc: OrderDocument | Mapping[str, Any]) -> Order:
         currency = doc["currency"]
         customer = doc["customer"]
         return cls(
@@ -321,12 +327,12 @@ class Customer(Node):
         description="When the newest order was placed; null before the first."
     )
 
-    @strawberry.field(description=_EMAIL_HELP)
+    @resolvers.field(description=_EMAIL_HELP)
     def email(self, info: strawberry.Info) -> str | None:
         return self.stored_email if sees_contact_details(info.context, self.id) else None
 
     @classmethod
-    def from_document(cls, doc: CustomerDocument) -> Customer:
+    def from_document(cls, doc: CustomerDocument | Mapping[str, Any]) -> Customer:
         return cls(
             id=strawberry.ID(doc["id"]),
             version=doc["version"],
