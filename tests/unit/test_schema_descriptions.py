@@ -50,9 +50,7 @@ def _undescribed(graphql_schema: GraphQLSchema) -> list[str]:
 
 def test_every_type_field_argument_and_enum_value_has_a_description() -> None:
     missing = _undescribed(schema._schema)
-    assert not missing, f"{len(missing)} schema elements lack a description:\n" + "\n".join(
-        missing
-    )
+    assert not missing, f"{len(missing)} schema elements lack a description:\n" + "\n".join(missing)
 
 
 def test_the_check_finds_an_element_without_a_description() -> None:
