@@ -54,17 +54,19 @@ class PageInfo:
         )
 
 
-@strawberry.type
+@strawberry.type(description="One value of a facet and how many products have it.")
 class FacetValue:
-    value: str
-    count: int
+    value: str = strawberry.field(description="The category or tag.")
+    count: int = strawberry.field(description="Products of the search that have it.")
 
 
 @strawberry.type(description="Minor units; `max` is exclusive and null for the last bucket.")
 class PriceRangeFacet:
-    min: int
-    max: int | None
-    count: int
+    min: int = strawberry.field(description="Lowest price in the bucket, minor units, inclusive.")
+    max: int | None = strawberry.field(
+        description="Upper bound, minor units, exclusive; null for the last, open bucket."
+    )
+    count: int = strawberry.field(description="Products of the search priced in the bucket.")
 
 
 @strawberry.type(
@@ -72,9 +74,13 @@ class PriceRangeFacet:
     "so a UI can show the other choices."
 )
 class ProductFacets:
-    categories: list[FacetValue]
-    tags: list[FacetValue]
-    price_ranges: list[PriceRangeFacet]
+    categories: list[FacetValue] = strawberry.field(
+        description="The categories of the products found, each with its count."
+    )
+    tags: list[FacetValue] = strawberry.field(
+        description="The tags of the products found (up to 50), each with its count."
+    )
+    price_ranges: list[PriceRangeFacet] = strawberry.field(description="Products per price bucket.")
     in_stock: int = strawberry.field(description="Products with units available.")
 
     @classmethod
@@ -89,17 +95,27 @@ class ProductFacets:
         )
 
 
-@strawberry.type
+@strawberry.type(description="One item of a connection's page, with its cursor.")
 class Edge(Generic[NodeType]):
-    node: NodeType
-    cursor: str
+    node: NodeType = strawberry.field(description="The item.")
+    cursor: str = strawberry.field(
+        description="Opaque; pass it as `after` or `before` to page from this item, "
+        "with the same arguments otherwise."
+    )
 
 
-@strawberry.type
+@strawberry.type(
+    description="One page of a list (Relay's cursor connections): the items as edges, "
+    "where the page sits, and how many items the whole list holds."
+)
 class Connection(Generic[NodeType]):
-    edges: list[Edge[NodeType]]
-    page_info: PageInfo
-    total_count: int
+    edges: list[Edge[NodeType]] = strawberry.field(
+        description="The page's items in the list's order (up to 100)."
+    )
+    page_info: PageInfo = strawberry.field(description="Cursors to page on from here.")
+    total_count: int = strawberry.field(
+        description="Items in the whole list the caller may see, not only this page."
+    )
 
     @classmethod
     def from_page(cls, page: Page, build: Callable[[dict[str, Any]], NodeType]) -> Self:
@@ -114,7 +130,9 @@ class Connection(Generic[NodeType]):
         )
 
 
-@strawberry.type
+@strawberry.type(
+    description="One page of products, with facet counts over the whole search when asked."
+)
 class ProductConnection(Connection[Product]):
     facets: ProductFacets | None = strawberry.field(
         default=None, description="Asking for it adds the counts to the same search."

@@ -129,7 +129,12 @@ def _document_refusals(
         return errors
     # Only now is every profile bounded by the field limit, so cheap to build.
     profiles = repetitions(measurer.fragments, measurer.order)
-    for definition in [*operations, *fragments]:
+    # Typed as the union: the else branch then reads a fragment's name, never None.
+    definitions: list[OperationDefinitionNode | FragmentDefinitionNode] = [
+        *operations,
+        *fragments,
+    ]
+    for definition in definitions:
         if isinstance(definition, OperationDefinitionNode):
             found = repetition(profile(definition.selection_set, profiles))
             named = definition.name.value if definition.name else None

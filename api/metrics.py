@@ -64,6 +64,7 @@ def _kept() -> CollectorRegistry:
     if not directory:
         return REGISTRY
     registry = CollectorRegistry()
+    # prometheus_client leaves its multiprocess helpers unannotated.
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     return registry
 
@@ -135,4 +136,5 @@ def metrics_process_exited() -> None:
     stops; its counters and histograms stay counted, as Prometheus expects."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
+        # prometheus_client leaves its multiprocess helpers unannotated.
         mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]

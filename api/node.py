@@ -37,7 +37,9 @@ _FIELDS = {"products": "product", "orders": "order", "customers": "customer"}
     "every type (`node(id:)`)."
 )
 class Node:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description="Unique across every type: `node(id:)` finds the object by it alone."
+    )
 
 
 def _scopes(context: Any) -> dict[str, Scope]:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import strawberry
 
+from api import resolvers
 from api.connections import (
     CustomerConnection,
     OrderConnection,
@@ -19,8 +20,19 @@ from api.context import Context
 from api.extensions import UserError
 from api.node import MAX_NODE_IDS, Node, find_nodes
 from api.policy import scope
-from api.types import Customer, Long, Order, OrderStatus, Product, ProductStatus
+from api.types import (
+    Customer,
+    Long,
+    Order,
+    OrderStatus,
+    Product,
+    ProductStatus,
+    describe_values,
+)
 from readmodel.queries import (
+    MAX_PAGE,
+    MAX_PREFIX,
+    MAX_SEARCH,
     InvalidQuery,
     OrderFilter,
     OrderSort,
@@ -33,20 +45,43 @@ __all__ = ["Query"]
 
 Info = strawberry.Info[Context, None]
 
-ProductSortEnum = strawberry.enum(ProductSort, name="ProductSort")
+# The read side's sort enums are the schema's: strawberry registers the class
+# itself, so the arguments are typed with it and reach the builders unchanged.
+strawberry.enum(
+    ProductSort, name="ProductSort", description="The order of a product search's results."
+)
+describe_values(
+    ProductSort,
+    {
+        "RELEVANCE": "Best match to `search` first, newest among equals; the default with "
+        "`search`. Without `search`, as NEWEST.",
+        "PRICE_ASC": "Cheapest first.",
+        "PRICE_DESC": "Dearest first.",
+        "NAME": "By name, A to Z.",
+        "NEWEST": "Most recently created first; the default without `search`.",
+        "UNITS_SOLD": "Most units sold first.",
+    },
+)
 
 
 @strawberry.input(description="Every given condition must hold.")
 class ProductFilterInput:
-    categories: list[str] | None = None
+    categories: list[str] | None = strawberry.field(
+        default=None, description="Products in any of these categories (at most 50)."
+    )
     tags: list[str] | None = strawberry.field(
-        default=None, description="Products with all of them."
+        default=None, description="Products with all of them (at most 50)."
     )
     min_price: int | None = strawberry.field(default=None, description="Minor units, inclusive.")
     max_price: int | None = strawberry.field(default=None, description="Minor units, inclusive.")
-    in_stock: bool | None = None
+    in_stock: bool | None = strawberry.field(
+        default=None,
+        description="true: products with units available; false: those without; null: both.",
+    )
     statuses: list[ProductStatus] | None = strawberry.field(
-        default=None, description="Default: active products only."
+        default=None,
+        description="Products in any of these statuses (at most 50). Default: active "
+        "products only. Only staff see drafts and discontinued products.",
     )
 
     def to_filter(self) -> ProductFilter:
@@ -64,13 +99,27 @@ class ProductFilterInput:
         )
 
 
-OrderSortEnum = strawberry.enum(OrderSort, name="OrderSort")
+strawberry.enum(OrderSort, name="OrderSort", description="The order of a list of orders.")
+describe_values(
+    OrderSort,
+    {
+        "NEWEST": "Most recently placed first; the default.",
+        "OLDEST": "Placed longest ago first.",
+        "TOTAL_DESC": "Largest total first.",
+        "TOTAL_ASC": "Smallest total first.",
+    },
+)
 
 
 @strawberry.input(description="Every given condition must hold.")
 class OrderFilterInput:
-    customer_id: strawberry.ID | None = None
-    statuses: list[OrderStatus] | None = None
+    customer_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Orders of this customer only. A customer sees only their own orders anyway.",
+    )
+    statuses: list[OrderStatus] | None = strawberry.field(
+        default=None, description="Orders in any of these statuses (at most 10); default: all."
+    )
     placed_after: datetime | None = strawberry.field(default=None, description="Inclusive.")
     placed_before: datetime | None = strawberry.field(default=None, description="Exclusive.")
     min_total: int | None = strawberry.field(default=None, description="Minor units, inclusive.")
@@ -89,30 +138,36 @@ class OrderFilterInput:
         )
 
 
-@strawberry.type
+@strawberry.type(
+    description="A product matching an autocomplete prefix: enough to show and link it."
+)
 class ProductSuggestion:
-    id: strawberry.ID
-    sku: str
-    name: str
+    id: strawberry.ID = strawberry.field(description="The product's id (see `product`).")
+    sku: str = strawberry.field(description="The product's sku.")
+    name: str = strawberry.field(description="The product's name, as the match shows.")
 
 
 @strawberry.type(description="How far one read model has got behind the write side.")
 class ProjectionStatus:
-    name: str
+    name: str = strawberry.field(description="The read model: products, orders or customers.")
     position: Long = strawberry.field(description="Applied and searchable up to this position.")
     head: Long = strawberry.field(description="The newest event of the write side.")
-    lag_events: Long
-    lag_seconds: float
-    owner: str | None
+    lag_events: Long = strawberry.field(description="Events not yet applied: head - position.")
+    lag_seconds: float = strawberry.field(
+        description="Age of the oldest event not yet applied, in seconds (0 when caught up)."
+    )
+    owner: str | None = strawberry.field(
+        description="The worker applying events to it now; null when none holds it."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="How far the read side (Elasticsearch) is behind the write side.")
 class ReadModelStatus:
-    projections: list[ProjectionStatus]
+    projections: list[ProjectionStatus] = strawberry.field(description="One per read model.")
     indexed_up_to: Long = strawberry.field(
         description="Every read model has applied events up to this consistency token."
     )
-    checked_at: datetime
+    checked_at: datetime = strawberry.field(description="When these figures were taken.")
 
 
 # Relay's cursor connection arguments, the same on every connection.
@@ -191,14 +246,39 @@ async def _consistent(info: Info, token: str | None, names: list[str]) -> None:
         ]
 
 
-@strawberry.type
+# Arguments that name one object.
+ProductId = Annotated[
+    strawberry.ID | None, strawberry.argument(description="The product's id; or give sku.")
+]
+Sku = Annotated[
+    str | None,
+    strawberry.argument(description="The product's sku, in any case; or give id."),
+]
+OrderId = Annotated[strawberry.ID, strawberry.argument(description="The order's id.")]
+CustomerId = Annotated[strawberry.ID, strawberry.argument(description="The customer's id.")]
+NodeId = Annotated[
+    strawberry.ID, strawberry.argument(description="The id of a product, order or customer.")
+]
+NodeIds = Annotated[
+    list[strawberry.ID],
+    strawberry.argument(
+        description=f"Ids of products, orders or customers; at most {MAX_NODE_IDS}."
+    ),
+]
+
+
+@strawberry.type(
+    description="Reads, answered from the read side (Elasticsearch), which follows the "
+    "write side within moments: pass a mutation's consistencyToken to wait for its change. "
+    "Who may call each field, and which rows it shows: docs/policy.md."
+)
 class Query:
-    @strawberry.field(description="One product by id or sku.")
+    @resolvers.field(description="One product by id or sku.")
     async def product(
         self,
         info: Info,
-        id: strawberry.ID | None = None,
-        sku: str | None = None,
+        id: ProductId = None,
+        sku: Sku = None,
         consistency_token: ConsistencyToken = None,
     ) -> Product | None:
         if (id is None) == (sku is None):
@@ -212,13 +292,25 @@ class Query:
             doc = await reader.product_by_sku(sku or "", rows)
         return None if doc is None else Product.from_document(doc)
 
-    @strawberry.field(description="Search and browse products; a Relay-style connection.")
+    @resolvers.field(description="Search and browse products; a Relay-style connection.")
     async def products(
         self,
         info: Info,
-        search: str | None = None,
-        filter: ProductFilterInput | None = None,
-        sort: ProductSortEnum | None = None,  # type: ignore[valid-type]
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Words to find, all of them, in name, description and tags, "
+                f"or a whole sku (up to {MAX_SEARCH} characters); null: every product."
+            ),
+        ] = None,
+        filter: Annotated[
+            ProductFilterInput | None,
+            strawberry.argument(description="Conditions every product must meet; default: active."),
+        ] = None,
+        sort: Annotated[
+            ProductSort | None,
+            strawberry.argument(description="Default: RELEVANCE with search, else NEWEST."),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,
@@ -241,14 +333,24 @@ class Query:
             )
         return ProductConnection.from_product_page(page)
 
-    @strawberry.field(
+    @resolvers.field(
         description="Autocomplete: active products (what `products` shows by default) "
         "whose name holds every word of `prefix`, the last one as the start of a word, "
         'in any order and in any case, sorted by name: "steel ke" finds "Steel kettle" '
         'and "Kettle of steel", "ke" finds "Camping kettle" too; "ettle" finds nothing.'
     )
     async def product_suggestions(
-        self, info: Info, prefix: str, first: int = 10
+        self,
+        info: Info,
+        prefix: Annotated[
+            str,
+            strawberry.argument(
+                description=f"What the user has typed so far, 1 to {MAX_PREFIX} characters."
+            ),
+        ],
+        first: Annotated[
+            int, strawberry.argument(description=f"At most this many (1-{MAX_PAGE}).")
+        ] = 10,
     ) -> list[ProductSuggestion]:
         with _arguments_checked():
             docs = await info.context.app.reader.suggest_products(prefix, first, scope(info))
@@ -256,23 +358,29 @@ class Query:
             ProductSuggestion(id=strawberry.ID(d["id"]), sku=d["sku"], name=d["name"]) for d in docs
         ]
 
-    @strawberry.field(description="One order by id.")
+    @resolvers.field(description="One order by id.")
     async def order(
         self,
         info: Info,
-        id: strawberry.ID,
+        id: OrderId,
         consistency_token: ConsistencyToken = None,
     ) -> Order | None:
         await _consistent(info, consistency_token, ["orders"])
         doc = await info.context.app.reader.get("orders", str(id), scope(info))
         return None if doc is None else Order.from_document(doc)
 
-    @strawberry.field(description="Orders, newest first by default; a Relay-style connection.")
+    @resolvers.field(description="Orders, newest first by default; a Relay-style connection.")
     async def orders(
         self,
         info: Info,
-        filter: OrderFilterInput | None = None,
-        sort: OrderSortEnum | None = None,  # type: ignore[valid-type]
+        filter: Annotated[
+            OrderFilterInput | None,
+            strawberry.argument(description="Conditions every order must meet; default: none."),
+        ] = None,
+        sort: Annotated[
+            OrderSort | None,
+            strawberry.argument(description="Default: NEWEST."),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,
@@ -292,11 +400,17 @@ class Query:
             )
         return OrderConnection.from_page(page, Order.from_document)
 
-    @strawberry.field(description="Customers by name, or by relevance when searching.")
+    @resolvers.field(description="Customers by name, or by relevance when searching.")
     async def customers(
         self,
         info: Info,
-        search: str | None = None,
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description=f"Words to find in the name or email (up to {MAX_SEARCH} "
+                "characters); null or empty: every customer, by name."
+            ),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,
@@ -315,34 +429,34 @@ class Query:
             )
         return CustomerConnection.from_page(page, Customer.from_document)
 
-    @strawberry.field(description="One customer by id, with lifetime figures.")
+    @resolvers.field(description="One customer by id, with lifetime figures.")
     async def customer(
         self,
         info: Info,
-        id: strawberry.ID,
+        id: CustomerId,
         consistency_token: ConsistencyToken = None,
     ) -> Customer | None:
         await _consistent(info, consistency_token, ["customers"])
         doc = await info.context.app.reader.get("customers", str(id), scope(info))
         return None if doc is None else Customer.from_document(doc)
 
-    @strawberry.field(
+    @resolvers.field(
         description="Any product, order or customer by its id (Relay's refetch): null "
         "where the caller's own field (product, order, customer) would not show it."
     )
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+    async def node(self, info: Info, id: NodeId) -> Node | None:
         found: list[Node | None] = await find_nodes(info, [id], _BUILD)
         return found[0]
 
-    @strawberry.field(
+    @resolvers.field(
         description=f"Objects by id, in the order given, null where `node` would be; "
         f"at most {MAX_NODE_IDS} ids."
     )
-    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+    async def nodes(self, info: Info, ids: NodeIds) -> list[Node | None]:
         found: list[Node | None] = await find_nodes(info, ids, _BUILD)
         return found
 
-    @strawberry.field(description="Where each read model is, against the write side's head.")
+    @resolvers.field(description="Where each read model is, against the write side's head.")
     async def read_model(self, info: Info) -> ReadModelStatus:
         scope(info)  # staff's only; the policy extension refused everyone else
         app = info.context.app
@@ -351,14 +465,14 @@ class Query:
             projections=[
                 ProjectionStatus(
                     name=lag.name,
-                    position=lag.position,
-                    head=lag.head,
-                    lag_events=lag.lag_events,
+                    position=Long(lag.position),
+                    head=Long(lag.head),
+                    lag_events=Long(lag.lag_events),
                     lag_seconds=round(lag.lag_seconds, 3),
                     owner=lag.owner,
                 )
                 for lag in lags
             ],
-            indexed_up_to=min((lag.position for lag in lags), default=0),
+            indexed_up_to=Long(min((lag.position for lag in lags), default=0)),
             checked_at=app.now(),
         )

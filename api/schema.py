@@ -20,6 +20,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.extensions.disable_introspection import DisableIntrospection
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
@@ -45,6 +46,7 @@ from api.policy import Policy
 from api.queries import Query
 from api.settings import Settings
 from api.subscriptions import Subscription
+from api.types import SCALARS
 
 __all__ = ["LIMITS", "build_schema", "schema"]
 
@@ -270,7 +272,11 @@ def build_schema(
     if not introspection:
         extensions.append(DisableIntrospection)
     return BicameralSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map=SCALARS),
     )
 
 

@@ -21,11 +21,12 @@ from typing import Annotated
 
 import strawberry
 
+from api import resolvers
 from api.context import Context
 from api.extensions import UserError
 from api.instruments import SUBSCRIBERS
 from api.policy import Refused, rule, scope, scope_of
-from api.types import Customer, Order, Product
+from api.types import Customer, Order, Product, describe_values
 from readmodel.notifications import Change, SubscriberFellBehind
 from readmodel.queries import InvalidQuery, position, stored_id
 
@@ -34,17 +35,31 @@ __all__ = ["Subscription"]
 Info = strawberry.Info[Context, None]
 
 
-@strawberry.enum
+@strawberry.enum(description="The kind of object a change belongs to.")
 class EntityType(Enum):
     PRODUCT = "Product"
     ORDER = "Order"
     CUSTOMER = "Customer"
 
 
+# Not strawberry.enum_value: mypy would then take each value for the definition
+# rather than the string the notifications compare with.
+describe_values(
+    EntityType,
+    {
+        "PRODUCT": "A product, its stock included.",
+        "ORDER": "An order.",
+        "CUSTOMER": "A customer.",
+    },
+)
+
+
 @strawberry.type(description="Something changed, and the read side already shows it.")
 class ChangeNotification:
-    entity_type: EntityType
-    id: strawberry.ID
+    entity_type: EntityType = strawberry.field(
+        description="What changed: which of product, order and customer is set."
+    )
+    id: strawberry.ID = strawberry.field(description="The id of the object that changed.")
     version: int = strawberry.field(
         description="The version of the aggregate the change belongs to: the product's, "
         "or for stock changes (kind Stock...) the stock's."
@@ -54,21 +69,21 @@ class ChangeNotification:
     )
     kind: str = strawberry.field(description="What happened, e.g. PriceChanged, OrderPaid.")
 
-    @strawberry.field(description="The product as the read side has it now (PRODUCT only).")
+    @resolvers.field(description="The product as the read side has it now (PRODUCT only).")
     async def product(self, info: Info) -> Product | None:
         if self.entity_type is not EntityType.PRODUCT:
             return None
         doc = await _read(info, "products", "product", str(self.id))
         return None if doc is None else Product.from_document(doc)
 
-    @strawberry.field(description="The order as the read side has it now (ORDER only).")
+    @resolvers.field(description="The order as the read side has it now (ORDER only).")
     async def order(self, info: Info) -> Order | None:
         if self.entity_type is not EntityType.ORDER:
             return None
         doc = await _read(info, "orders", "order", str(self.id))
         return None if doc is None else Order.from_document(doc)
 
-    @strawberry.field(description="The customer as the read side has it now (CUSTOMER only).")
+    @resolvers.field(description="The customer as the read side has it now (CUSTOMER only).")
     async def customer(self, info: Info) -> Customer | None:
         if self.entity_type is not EntityType.CUSTOMER:
             return None
@@ -183,39 +198,63 @@ def _while_visible(info: Info) -> Visible | None:
     return visible
 
 
-@strawberry.type
+@strawberry.type(
+    description="Change notifications over a WebSocket (graphql-transport-ws), each sent "
+    "once the read side shows the change. Each caller gets only the changes of what "
+    "they may read (docs/policy.md)."
+)
 class Subscription:
     # Plain functions handing back the notifications' async generator: strawberry
     # iterates whatever a subscription resolver returns. Each asks the policy for
     # its caller's rule first (the Policy extension refused callers without one).
-    @strawberry.subscription(description="Every change of the chosen kinds, in position order.")
+    @resolvers.subscription(description="Every change of the chosen kinds, in position order.")
     def changes(
-        self, info: Info, types: list[EntityType] | None = None, after: After = None
+        self,
+        info: Info,
+        types: Annotated[
+            list[EntityType] | None,
+            strawberry.argument(description="Only changes of these kinds; null: every kind."),
+        ] = None,
+        after: After = None,
     ) -> AsyncGenerator[ChangeNotification, None]:
         rule(info)  # staff's only: the whole feed names every customer's orders
         wanted = {t.value for t in types or EntityType}
         return _notifications(info, lambda change: change.entity_type in wanted, after)
 
-    @strawberry.subscription(description="Changes to one product (its stock included).")
+    @resolvers.subscription(description="Changes to one product (its stock included).")
     def product_changed(
-        self, info: Info, id: strawberry.ID, after: After = None
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The product's id.")],
+        after: After = None,
     ) -> AsyncGenerator[ChangeNotification, None]:
         return _notifications(
             info, _one("Product", str(id)), after, {"id": str(id)}, _while_visible(info)
         )
 
-    @strawberry.subscription(description="Changes to one order.")
+    @resolvers.subscription(description="Changes to one order.")
     def order_changed(
-        self, info: Info, id: strawberry.ID, after: After = None
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The order's id.")],
+        after: After = None,
     ) -> AsyncGenerator[ChangeNotification, None]:
         one, owned = _one("Order", str(id)), _owned(info)
         return _notifications(
             info, lambda change: one(change) and owned(change), after, {"id": str(id)}
         )
 
-    @strawberry.subscription(description="Changes to any order of one customer.")
+    @resolvers.subscription(description="Changes to any order of one customer.")
     def orders_of_customer(
-        self, info: Info, customer_id: strawberry.ID, after: After = None
+        self,
+        info: Info,
+        customer_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(
+                description="The customer's id; a customer may give only their own."
+            ),
+        ],
+        after: After = None,
     ) -> AsyncGenerator[ChangeNotification, None]:
         key = str(customer_id)
         owned = _owned(info)

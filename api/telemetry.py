@@ -43,10 +43,11 @@ def _enable(service_name: str, processor: SpanProcessor) -> TracerProvider:
         provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
         # Set once per process (OpenTelemetry refuses a second); tracers made earlier,
         # as the Elasticsearch client's, are proxies that follow it from now on.
-        if not isinstance(trace.get_tracer_provider(), TracerProvider):
-            trace.set_tracer_provider(provider)
+        current = trace.get_tracer_provider()
+        if isinstance(current, TracerProvider):
+            provider = current
         else:
-            provider = trace.get_tracer_provider()  # type: ignore[assignment]
+            trace.set_tracer_provider(provider)
         _provider = provider
     _provider.add_span_processor(processor)
     return _provider
@@ -93,6 +94,7 @@ def _trace_engine(app: Bicameral) -> None:
         return
     _instrumented.add(id(engine))
     usage = metrics.get_meter(__name__).create_up_down_counter("db.client.connections.usage")
+    # The instrumentation package leaves EngineTracer's __init__ unannotated.
     EngineTracer(trace.get_tracer("sqlalchemy"), engine, usage)  # type: ignore[no-untyped-call]
 
 
