@@ -298,4 +298,5 @@ def _parse(name: str, type_name: str, raw: str) -> Any:
             return Path(raw).expanduser().resolve()
         return raw
     except ValueError:
-        raise SettingsError(f"{var}={raw!r} is not a valid {type_name}") from None
+        kind = type_name.removesuffix(" | None")
+        raise SettingsError(f"{var}={raw!r} is not a valid {kind}") from None
