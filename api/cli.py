@@ -1,6 +1,7 @@
 """`bicameral`: the one console script.
 
-  bicameral serve [--demo] [--workers N]  the API (and, on SQLite, the feed worker)
+  bicameral serve [--demo] [--workers N]  the API (and, on SQLite, the feed worker);
+                                      N processes, default one per core (SQLite: one)
   bicameral worker                    the feed worker alone
   bicameral migrate                   create or upgrade the write database
   bicameral token --role ROLE [--customer ID] [--subject S] [--ttl 1h]
@@ -66,7 +67,9 @@ def _metrics_directory(settings: Settings, processes: int) -> Path | None:
 def _serve(settings: Settings, workers: int | None) -> int:
     import uvicorn
 
-    workers = workers or settings.web_concurrency
+    # uvicorn's own process model: with more than one, a supervisor starts that many
+    # children on one shared socket and restarts any that dies.
+    workers = workers or settings.serve_processes
     _metrics_directory(settings, workers)
     if settings.uses_local_signing_key:
         from api.auth import LocalSigningKey
@@ -80,7 +83,7 @@ def _serve(settings: Settings, workers: int | None) -> int:
     if settings.demo:
         # uvicorn's processes build their app from the environment (create_app reads it).
         os.environ["DEMO"] = "true"
-    _print_addresses(settings)
+    _print_addresses(settings, workers)
     # An import string and a factory, so that uvicorn's own process model can run
     # several processes: each child calls `create_app()`, which reads the same
     # environment as this process did.
@@ -101,9 +104,9 @@ def _serve(settings: Settings, workers: int | None) -> int:
     return 0
 
 
-def _print_addresses(settings: Settings) -> None:
+def _print_addresses(settings: Settings, processes: int) -> None:
     base = f"http://{settings.host}:{settings.port}"
-    lines = []
+    lines = [f"  processes:  {processes} (--workers N or WEB_CONCURRENCY to change)"]
     if not settings.is_production:
         lines.append(f"  storefront: {base}/")
     if settings.graphiql:
@@ -438,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         type=int,
         metavar="N",
-        help="API processes (default: WEB_CONCURRENCY, 1); see README.md before using more",
+        help="API processes (default: WEB_CONCURRENCY, else one per core on PostgreSQL "
+        "and one on SQLite; see README.md)",
     )
     commands.add_parser("worker", help="run the feed worker alone")
     commands.add_parser("migrate", help="create or upgrade the write database's schema")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["Settings", "SettingsError", "usable_cores"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "production")
@@ -44,7 +44,8 @@ class Settings:
     # Port `bicameral serve` listens on.
     port: int = 8000
     # API processes `bicameral serve` runs (uvicorn's workers); `--workers` overrides it.
-    web_concurrency: int = 1
+    # Unset: one per usable core on PostgreSQL, one on SQLite (see `serve_processes`).
+    web_concurrency: int | None = None
     # Largest request body, and WebSocket message, the API reads (bytes); larger gets 413.
     max_body_bytes: int = 1_048_576
     # Seconds requests in flight get to finish after SIGTERM before they are cancelled.
@@ -129,7 +130,11 @@ class Settings:
                 0 <= self.worker_metrics_port <= 65535,
                 "0 (none) or a port from 1 to 65535",
             ),
-            ("web_concurrency", self.web_concurrency >= 1, "at least 1"),
+            (
+                "web_concurrency",
+                self.web_concurrency is None or self.web_concurrency >= 1,
+                "at least 1",
+            ),
             ("max_body_bytes", self.max_body_bytes >= 1024, "at least 1024"),
             ("shutdown_timeout", self.shutdown_timeout >= 0, "0 or more"),
             ("feed_batch_size", self.feed_batch_size >= 1, "at least 1"),
@@ -212,6 +217,19 @@ class Settings:
         return self.write_database_url.startswith("sqlite")
 
     @property
+    def serve_processes(self) -> int:
+        """How many processes `bicameral serve` runs when `--workers` does not say.
+
+        WEB_CONCURRENCY when set. Otherwise one per core this process may run on,
+        on PostgreSQL; one on SQLite: it takes one writer at a time whatever the
+        number of processes, and its processes have no LISTEN/NOTIFY, so a write
+        taken by one reaches the others' feed worker, change hub and consistency
+        waits only at their next poll (docs/operations.md, "Processes")."""
+        if self.web_concurrency is not None:
+            return self.web_concurrency
+        return 1 if self.is_sqlite else usable_cores()
+
+    @property
     def runs_embedded_worker(self) -> bool:
         if self.embedded_worker is None:
             return self.is_sqlite
@@ -228,6 +246,17 @@ class Settings:
             values[f.name] = _parse(f.name, str(f.type), raw)
         values.update(overrides)
         return cls(**values)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container's or
+    `taskset`'s limit), not the machine's count."""
+    counted = getattr(os, "process_cpu_count", None)  # Python 3.13
+    if counted is not None:
+        return int(counted() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _unsafe_in_production(settings: Settings) -> str | None:
@@ -261,7 +290,7 @@ def _parse(name: str, type_name: str, raw: str) -> Any:
             if lowered in {"0", "false", "no", "off"}:
                 return False
             raise ValueError(raw)
-        if type_name == "int":
+        if type_name in {"int", "int | None"}:
             return int(raw)
         if type_name == "float":
             return float(raw)
@@ -269,4 +298,5 @@ def _parse(name: str, type_name: str, raw: str) -> Any:
             return Path(raw).expanduser().resolve()
         return raw
     except ValueError:
-        raise SettingsError(f"{var}={raw!r} is not a valid {type_name}") from None
+        kind = type_name.removesuffix(" | None")
+        raise SettingsError(f"{var}={raw!r} is not a valid {kind}") from None

@@ -4,16 +4,18 @@ No Bicameral code: it takes the search body as JSON (the benchmark builds it
 with `readmodel.queries.product_search`, the body the service sends), runs it
 with `AsyncElasticsearch.search` against the same alias, and returns
 Elasticsearch's JSON. Served by uvicorn in its own process, configured as
-`bicameral serve` configures it (one process, uvloop and httptools when
-installed, access log silenced by the log level).
+`bicameral serve` configures it: as many processes (uvicorn's workers, each
+building the app from a factory), uvloop and httptools when installed, access
+log silenced by the log level.
 
-    python -m bench.baseline_app --port 8001 --elasticsearch-url URL --index ALIAS
+    python -m bench.baseline_app --port 8001 --elasticsearch-url URL --index ALIAS [--workers N]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -23,7 +25,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_app_from_env"]
+
+# How the parent hands the search to uvicorn's worker processes, which import the
+# factory by name and call it without arguments.
+_URL_VARIABLE = "BENCH_BASELINE_ELASTICSEARCH_URL"
+_INDEX_VARIABLE = "BENCH_BASELINE_INDEX"
 
 
 def create_app(elasticsearch_url: str, index: str) -> Starlette:
@@ -52,15 +59,26 @@ def create_app(elasticsearch_url: str, index: str) -> Starlette:
     )
 
 
+def create_app_from_env() -> Starlette:
+    return create_app(os.environ[_URL_VARIABLE], os.environ[_INDEX_VARIABLE])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--elasticsearch-url", required=True)
     parser.add_argument("--index", required=True)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--workers", type=int, default=1, help="processes (uvicorn's workers)")
     args = parser.parse_args()
+    os.environ[_URL_VARIABLE] = args.elasticsearch_url
+    os.environ[_INDEX_VARIABLE] = args.index
+    # An import string and a factory, as `bicameral serve` runs its app, so that one
+    # process or several are started the same way.
     uvicorn.run(
-        create_app(args.elasticsearch_url, args.index),
+        "bench.baseline_app:create_app_from_env",
+        factory=True,
+        workers=args.workers,
         host="127.0.0.1",
         port=args.port,
         log_level=args.log_level,

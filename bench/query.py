@@ -12,7 +12,8 @@
    (a unique comment each time), which pays the parse and validation the hash
    skips.
 2. Throughput at concurrency 16 over HTTP: `/graphql` against the bare
-   Starlette endpoint doing the same search, in alternating rounds.
+   Starlette endpoint doing the same search, in alternating rounds, each served
+   by the same number of processes (`bicameral serve`'s default, one per core).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bench import persisted, validation
 from bench.graphql import PRODUCTS, GraphQLFailure, http_client, post, post_persisted
 from bench.load import closed_loop
 from bench.report import Figure, Target
-from bench.services import cpu_seconds
+from bench.services import cpu_seconds, serving_processes
 from bench.stats import Distribution, median
 from readmodel.queries import product_search
 
@@ -213,6 +214,11 @@ async def throughput(setup: QuerySetup, requests: int, seconds: float, rounds: i
         flush=True,
     )
     words = setup.words
+    server = {"graphql": setup.api_pid, "bare_starlette": setup.baseline_pid}
+    # Like with like: as many processes serving on each side (uvicorn's workers).
+    processes = {name: serving_processes(pid) for name, pid in server.items()}
+    if len(set(processes.values())) != 1:
+        raise RuntimeError(f"path 2 needs as many processes on each side, not {processes}")
     async with (
         http_client(CONCURRENCY, setup.api_bearer) as api,
         http_client(CONCURRENCY) as bare,
@@ -237,7 +243,6 @@ async def throughput(setup: QuerySetup, requests: int, seconds: float, rounds: i
         latencies: dict[str, list[float]] = {name: [] for name in sides}
         failures: dict[str, list[str]] = {name: [] for name in sides}
         cpu: dict[str, list[float]] = {name: [] for name in sides}
-        server = {"graphql": setup.api_pid, "bare_starlette": setup.baseline_pid}
         for r in range(rounds):
             order = list(sides) if r % 2 == 0 else list(reversed(sides))
             for name in order:
@@ -264,7 +269,8 @@ async def throughput(setup: QuerySetup, requests: int, seconds: float, rounds: i
             details={
                 "rounds": rates,
                 "latency_ms": {k: Distribution.of(v).as_dict() for k, v in latencies.items()},
-                # CPU time of the serving process (bicameral serve / the baseline app).
+                "processes": processes,
+                # CPU time of the serving processes (bicameral serve / the baseline app).
                 "server_cpu_ms_per_request": {k: median(v) for k, v in cpu.items()},
                 "failures": failures,
             },

@@ -40,6 +40,7 @@ __all__ = [
     "cpu_seconds",
     "elasticsearch_client",
     "peak_rss_mib",
+    "serving_processes",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,8 +56,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def peak_rss_mib(pid: int) -> float | None:
-    """VmHWM of a live process, in MiB; None once it is gone."""
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (uvicorn's workers below its supervisor)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _measured(pid: int) -> list[int]:
+    """The processes a figure of `pid` adds up: a service's own children (the
+    processes of `bicameral serve --workers N`, of the baseline app) are part of
+    it; the bench process's are not (they are the services, measured apart)."""
+    return [pid] if pid == os.getpid() else [pid, *_descendants(pid)]
+
+
+def serving_processes(pid: int) -> int:
+    """How many processes serve requests for the server started as `pid`: its
+    workers when it supervises some, else itself. (uvicorn starts its workers
+    with multiprocessing's spawn, which adds a resource tracker: not a server.)"""
+    workers = 0
+    for child in _descendants(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        workers += b"resource_tracker" not in command
+    return workers or 1
+
+
+def _peak_rss_one(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -66,14 +104,28 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (0.0 once it is gone)."""
+def peak_rss_mib(pid: int) -> float | None:
+    """VmHWM of a live process, in MiB, added up over its processes (see
+    `_measured`); None once it is gone."""
+    peaks = [_peak_rss_one(p) for p in _measured(pid)]
+    if peaks[0] is None:
+        return None
+    return sum(p for p in peaks if p is not None)
+
+
+def _cpu_seconds_one(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     # After the command name: state is field 3, utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, added up over its
+    processes (see `_measured`); 0.0 once it is gone."""
+    return sum(_cpu_seconds_one(p) for p in _measured(pid))
 
 
 def elasticsearch_client(url: str) -> AsyncElasticsearch:
@@ -255,13 +307,18 @@ class Services:
     def deployment(self, name: str, database_url: str) -> Deployment:
         return Deployment(name, database_url, self.prefix(name))
 
-    async def serve(self, deployment: Deployment, *, embedded_worker: bool) -> ChildProcess:
+    async def serve(
+        self, deployment: Deployment, *, embedded_worker: bool, processes: int | None = None
+    ) -> ChildProcess:
+        """`bicameral serve`, with `processes` processes (default: its own, one per
+        core on PostgreSQL and one on SQLite)."""
         port = free_port()
         env = deployment.env(
             PORT=str(port),
             DATA_DIR=str(self.workdir),
             ELASTICSEARCH_URL=self.elasticsearch_url,
             EMBEDDED_WORKER="true" if embedded_worker else "false",
+            **({"WEB_CONCURRENCY": str(processes)} if processes else {}),
         )
         label = f"api ({deployment.name}{', embedded worker' if embedded_worker else ''})"
         child = self._start(
@@ -279,7 +336,9 @@ class Services:
         child.check_alive()
         return child
 
-    async def baseline_app(self, index: str) -> ChildProcess:
+    async def baseline_app(self, index: str, processes: int | None = None) -> ChildProcess:
+        """The bare Starlette app, with `processes` processes (default: as many as
+        `bicameral serve` runs on PostgreSQL, where paths 1 and 2 run)."""
         port = free_port()
         env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTINGS_VARIABLES}
         command = [
@@ -292,6 +351,8 @@ class Services:
             self.elasticsearch_url,
             "--index",
             index,
+            "--workers",
+            str(processes or Settings(database_url="postgresql+asyncpg://bench").serve_processes),
         ]
         child = self._start("baseline app", command, env, f"http://127.0.0.1:{port}")
         await child.wait_ready()

@@ -126,6 +126,10 @@ def serve_env(elasticsearch_url: str, folder: Path, **extra: str) -> dict[str, s
         "PORT": str(_free_port()),
         "FEED_POLL_INTERVAL": "0.2",
         "LOG_LEVEL": "warning",
+        # One process, whatever the caller's environment: tests that count tasks,
+        # subscribers or log lines of one process stay deterministic.
+        # tests/e2e/test_serve_processes.py covers the default (WEB_CONCURRENCY="").
+        "WEB_CONCURRENCY": "1",
         **extra,
     }
 
@@ -174,6 +178,9 @@ def postgres_cluster(
             "EMBEDDED_WORKER": "false",
             "FEED_POLL_INTERVAL": "0.2",
             "LOG_LEVEL": "warning",
+            # Each API one process (the default would be one per core): a test that
+            # writes through one and listens on the other knows it crossed processes.
+            "WEB_CONCURRENCY": "1",
         }
         subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
         # The APIs share DATA_DIR, so they verify tokens with one key. Each would make it

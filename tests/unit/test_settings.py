@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from api.settings import Settings, SettingsError
+from api.settings import Settings, SettingsError, usable_cores
 
 VARIABLES = [f.name.upper() for f in fields(Settings)]
 
@@ -335,3 +336,50 @@ def test_cors_origins_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("CORS_ORIGINS", "https://shop.example, http://localhost:5173")
 
     assert Settings.from_env().allowed_origins == ("https://shop.example", "http://localhost:5173")
+
+
+@pytest.mark.parametrize(
+    ("database_url", "processes"),
+    [
+        ("postgresql+asyncpg://u:p@db/shop", len(os.sched_getaffinity(0))),
+        ("", 1),
+    ],
+)
+def test_serve_runs_a_process_per_usable_core_on_postgres_and_one_on_sqlite_by_default(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, processes: int
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    settings = Settings.from_env()
+
+    assert settings.web_concurrency is None
+    assert settings.serve_processes == processes
+
+
+@pytest.mark.parametrize("database_url", ["postgresql+asyncpg://u:p@db/shop", ""])
+def test_web_concurrency_sets_the_processes_on_either_database(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+
+    assert Settings.from_env().serve_processes == 3
+
+
+def test_usable_cores_follow_the_processs_affinity_not_the_machine() -> None:
+    assert usable_cores() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("raw", ["0", "-2"])
+def test_web_concurrency_below_one_is_refused(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", raw)
+
+    with pytest.raises(SettingsError, match="WEB_CONCURRENCY"):
+        Settings.from_env()
+
+
+def test_web_concurrency_that_is_no_number_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "many")
+
+    with pytest.raises(SettingsError, match="WEB_CONCURRENCY='many'"):
+        Settings.from_env()
