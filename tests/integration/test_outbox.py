@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
