@@ -76,6 +76,7 @@ __all__ = [
     "head",
     "horizon",
     "read_after",
+    "settled",
 ]
 
 NOTIFY_CHANNEL = "bicameral_outbox"
@@ -232,6 +233,17 @@ async def horizon(conn: AsyncConnection) -> int:
     """PostgreSQL: the highest position below which nothing more can commit (see
     above). Read the events in a later statement, under READ COMMITTED."""
     return int(await conn.scalar(_HORIZON) or 0)
+
+
+async def settled(conn: AsyncConnection) -> int:
+    """A position at or below which every event is final: committed and visible to
+    the caller's next statement, or never to be. On PostgreSQL the horizon; on
+    SQLite (one writer at a time) the head. The head alone is not that on
+    PostgreSQL: a position below it may still be in flight."""
+    if conn.dialect.name == "postgresql":
+        return await horizon(conn)
+    position, _ = await head(conn)
+    return position
 
 
 async def head(conn: AsyncConnection) -> tuple[int, datetime | None]:
