@@ -229,6 +229,17 @@ class TestOutboxContract:
         assert await _read(engine, positions[-1], 100) == []
         assert [e.position for e in await _read(engine, positions[2] - 1, 1)] == [positions[2]]
 
+    async def test_on_a_quiet_outbox_the_settled_position_is_the_head(
+        self, engine: AsyncEngine
+    ) -> None:
+        async with read_only(engine) as conn:
+            assert await outbox.settled(conn) == 0
+        await _append_and_commit(engine, [_received()], "c1")
+        newest = await _append_and_commit(engine, [_received(), _received()], "c2")
+
+        async with read_only(engine) as conn:
+            assert await outbox.settled(conn) == newest
+
     async def test_head_is_the_newest_position_and_its_time(self, engine: AsyncEngine) -> None:
         await _append_and_commit(engine, [_received(), _received()], "c1")
         newest = await _append_and_commit(engine, [_received()], "c2")
@@ -509,6 +520,7 @@ async def test_on_postgresql_a_second_appender_commits_while_the_first_is_still_
         assert await _read(pg_engine, 0) == []
         async with read_only(pg_engine) as conn:
             assert await outbox.horizon(conn) < a_position
+            assert await outbox.settled(conn) < a_position
         await a.commit()
     finally:
         await a.close()
