@@ -15,7 +15,7 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench import full_rebuild, mutations, projection, query, staleness, sustained
+from bench import full_rebuild, mutations, projection, query, staleness, sustained, writers
 from bench.data import (
     PROJECTIONS,
     advance_checkpoints,
@@ -25,13 +25,14 @@ from bench.data import (
     search_words,
 )
 from bench.mutations import OrderFixtures, baseline_engine
-from bench.report import Report, package_versions
+from bench.report import RESULTS, Report, package_versions
 from bench.services import Deployment, Services, elasticsearch_client, peak_rss_mib
 from bench.sizes import Size
 
 __all__ = ["PATHS", "run"]
 
-PATHS = ("1", "2", "3", "4", "5", "6", "7", "8")
+# "3w": commits/s against concurrent writers, on a durable PostgreSQL of its own.
+PATHS = ("1", "2", "3", "3w", "4", "5", "6", "7", "8")
 # What a path needs measured first: 8 compares with 3; 6 and 7 run together.
 _NEEDS = {"8": {"3"}, "6": {"3", "7"}, "7": {"3", "6"}}
 
@@ -78,6 +79,16 @@ async def run(size: Size, only: set[str], databases: tuple[str, ...]) -> Report:
                 deployments["sqlite"] = services.deployment("sqlite", url)
         for deployment in deployments.values():
             await _phase(report, services, deployment, size, wanted)
+        if "3w" in wanted and "postgres" in databases:
+            with report.timed("3w writers (postgres, durable)"):
+                curve, figures = await writers.measure(
+                    seconds=size.mutation_seconds, rounds=size.rounds
+                )
+            report.add(*figures)
+            png = RESULTS / "writers.png"
+            png.parent.mkdir(parents=True, exist_ok=True)
+            writers.draw({"this run": curve}, png)
+            report.notes.append(f"3w: the writer curve is drawn in {png}")
     except Exception as error:  # report what was measured, and why the rest was not
         import traceback
 

@@ -25,16 +25,22 @@ Why the new index misses nothing. Take an event at position p.
   version p.
 - If not, the worker looked `-next` up and did not find it. It looks it up
   when it writes, after it has read the batch's events, so the event was
-  committed before `-next` existed, before H0 was read: p <= H0 (the outbox
-  read is gap-safe, so nothing committed is below the head unseen). The load
-  reads state after reading H0, and state commits with its events, so the
-  loaded document includes the event's effect.
+  committed before `-next` existed, before H0 was read. The load reads state
+  after reading H0, and state commits with its events, so the loaded
+  document includes the event's effect.
+H0 is the outbox's settled position (`outbox.settled`), not its head: every
+event at or below it has committed (or never will) before the load reads.
+On PostgreSQL writers commit in parallel and a position below the head may
+still be in flight; a version H0 from the head could then hide an event the
+load did not see. Any event that commits after H0 was read is above it, and
+the worker writes it to `-next` with its own, higher version.
 The two writers may reach a document in either order; external versioning
 makes the order irrelevant. The load writes the state read after H0 with
 version H0; the worker writes, for an event at p, the state read after p
 committed, with version p. Elasticsearch keeps the highest version: for
 p < H0 the loaded state is the newer one and wins whenever it arrives; for
-p > H0 the worker's is the newer one and wins whenever it arrives; for p == H0
+p > H0 the worker's wins whenever it arrives, and its state has every event up
+to p (the feed reads p only once every position up to it is final); for p == H0
 both are states from after H0, and later events follow with higher versions.
 So from the end of (c) on, the new index holds everything the old one does;
 (d) is not needed for that, but it makes the rebuild end caught up, and fail
@@ -172,7 +178,7 @@ async def rebuild(
     index, projection = _definition(name), _projection(worker, name)
     target, old, resumed = await _prepare(client, prefix, index)
     log.info("rebuilding %s into %s%s", name, target, " (resumed)" if resumed else "")
-    loaded_as_of = await _head(engine)
+    loaded_as_of = await _settled(engine)
     documents, refusals = await _load(
         engine,
         client,
@@ -241,6 +247,11 @@ def _projection(worker: FeedWorker, name: str) -> Projection:
         if projection.name == name:
             return projection
     raise RebuildError(f"the worker runs no projection {name!r}")
+
+
+async def _settled(engine: AsyncEngine) -> int:
+    async with read_only(engine) as conn:
+        return await outbox.settled(conn)
 
 
 async def _head(engine: AsyncEngine) -> int:

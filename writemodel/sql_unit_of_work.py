@@ -175,7 +175,8 @@ class SqlUnitOfWork(UnitOfWork):
                 await self._remember(remember, now)
             for repository in self._saving():
                 await repository.save(now)
-            # Last, so the outbox append lock is held for as short a time as can be.
+            # Last, so the outbox's announcement holds the feed back (below its
+            # bound, until the commit) for as short a time as can be.
             position = await outbox.append(
                 conn, self.pending_events(), correlation_id=correlation_id, now=now, actor=actor
             )
