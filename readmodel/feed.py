@@ -35,11 +35,13 @@ worker lets batches grow with the load:
   batches are forgotten and read again from the checkpoints: what they wrote
   stays, and external versioning makes writing it again harmless;
 - after a small batch the worker lingers (`linger` seconds) before the next
-  cycle only when commits arrived while that cycle ran: they come faster than
-  a cycle takes, so waiting lets the next batch gather many of them rather
-  than run one cycle per commit. When none came (a trickle, or an idle
-  system) it waits for the next commit, which wakes it at once: a trickle
-  pays no linger.
+  cycle only when commits come faster than a cycle takes: the batch held
+  more than one command's events and another commit arrived while the cycle
+  ran. Waiting then lets the next batch gather many of them rather than run
+  one cycle per commit (each cycle's refresh and round trips cost the write
+  side CPU). Otherwise (a trickle, an idle system) the next commit wakes it
+  at once, or a commit that came during the cycle is applied by the next
+  one straight away: a trickle pays no linger.
 """
 
 from __future__ import annotations
@@ -186,6 +188,8 @@ class FeedWorker:
         self._prefetch: asyncio.Task[_Prepared | None] | None = None
         self._rows_ready = False  # the checkpoints' rows exist
         self._backlog: _Backlog | None = None
+        # The commands (transactions) whose events the last batch held.
+        self._commands = 0
 
     def wake(self) -> None:
         """New events may be there: look now instead of at the next poll."""
@@ -215,11 +219,11 @@ class FeedWorker:
                 if applied == 0:
                     await self._sleep(self.poll_interval)
                 elif applied < self.batch_size:
-                    if self._wakeup.is_set() and self.linger > 0:
-                        # Commits arrived while the cycle ran: they come faster than a
-                        # cycle takes; let the next few gather before the next cycle.
+                    if self._wakeup.is_set() and self._commands > 1 and self.linger > 0:
+                        # Commits come faster than a cycle takes: let the next few
+                        # gather before the next cycle.
                         await self._pause(self.linger)
-                    else:
+                    elif not self._wakeup.is_set():
                         # Caught up and nothing new: the next commit wakes us at once
                         # (a trickle pays no linger); the poll covers a lost wake-up.
                         await self._sleep(self.poll_interval)
@@ -297,6 +301,8 @@ class FeedWorker:
                     raise
             return 0
         batch, end = prepared.batch, prepared.batch[-1].position
+        # A transaction's events share their correlation id and time.
+        self._commands = len({(e.correlation_id, e.occurred_at) for e in batch})
         link_to_commands(batch)
         # A full batch means a backlog: read more at once, so it is refreshed less
         # often, and read (and project) the next batch while this one is written.

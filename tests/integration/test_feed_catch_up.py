@@ -198,7 +198,7 @@ async def test_commits_that_arrive_during_a_cycle_make_the_worker_linger(
 
     worker.run_once = cycle  # type: ignore[method-assign]
     worker._pause = pausing  # type: ignore[method-assign]
-    await _products(app, "BUSY", 1)
+    await _products(app, "BUSY", 2)  # two commands in one batch, and one more during it
     running = asyncio.create_task(worker.run())
     try:
         async with asyncio.timeout(DEADLINE):
