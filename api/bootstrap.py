@@ -68,6 +68,7 @@ class Bicameral:
             batch_size=settings.feed_batch_size,
             poll_interval=settings.feed_poll_interval,
             linger=settings.feed_linger,
+            refresh_interval=settings.feed_refresh_interval,
             lease=timedelta(seconds=settings.feed_lease_seconds),
             # Other processes' change hubs hear of each cycle in its checkpoints' commit.
             notify_channel=APPLIED_CHANNEL if is_postgres(self.engine) else None,

@@ -56,8 +56,11 @@ class Settings:
     feed_batch_size: int = 500
     # Seconds the worker sleeps between polls when nothing wakes it.
     feed_poll_interval: float = 1.0
-    # Seconds the worker waits after a small batch, so the next gathers a few commits.
+    # Seconds the worker waits after a small batch when commits came in during it, so
+    # the next gathers a few; a worker that saw none waits for the next commit instead.
     feed_linger: float = 0.1
+    # While catching up a backlog, the longest written batches wait for their refresh.
+    feed_refresh_interval: float = 1.0
     # Seconds a worker's lease on a read model lasts unless renewed; another takes over after.
     feed_lease_seconds: float = 15.0
     # Longest a query waits for its consistencyToken before answering stale (seconds).
@@ -151,6 +154,11 @@ class Settings:
             ("budget_staff_multiplier", self.budget_staff_multiplier >= 1, "at least 1"),
             ("feed_poll_interval", 0 < self.feed_poll_interval < math.inf, "above 0"),
             ("feed_linger", 0 <= self.feed_linger < math.inf, "0 or more"),
+            (
+                "feed_refresh_interval",
+                0 <= self.feed_refresh_interval < math.inf,
+                "0 or more",
+            ),
             ("feed_lease_seconds", 0 < self.feed_lease_seconds < math.inf, "above 0"),
             ("consistency_timeout", 0 <= self.consistency_timeout < math.inf, "0 or more"),
             ("request_timeout", 0 < self.request_timeout < math.inf, "above 0"),

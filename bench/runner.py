@@ -281,6 +281,20 @@ async def _writes(
                     poll_interval=FEED_POLL_INTERVAL,
                 )
             report.add(*figures)
+            # Its own row: staleness at a trickle, where the linger should cost nothing.
+            with report.timed(f"6 staleness at a trickle ({name})"):
+                figures = await staleness.measure(
+                    name,
+                    api.url or "",
+                    es,
+                    PRODUCTS.alias(deployment.index_prefix),
+                    bearer=services.admin_token(),
+                    rate=staleness.TRICKLE,
+                    duration=size.staleness_seconds,
+                    poll_interval=FEED_POLL_INTERVAL,
+                    trickle=True,
+                )
+            report.add(*figures)
     finally:
         await es.close()
         if worker is not None:

@@ -23,6 +23,10 @@ read its events (readmodel/rebuild.py says why that order matters), and
 written with `require_alias`, so an alias that vanishes meanwhile (the
 rebuild swapped it live) fails its items with 404, which count as done,
 instead of auto-creating an index of that name.
+
+A caller that writes several batches in a row may leave them unrefreshed
+(`refresh=False`) and make them searchable together with one `refresh` of
+every target it wrote to: the feed does so while it catches up.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -209,6 +213,28 @@ class BulkWriter:
             if pending:
                 await self._backoff(attempt, f"{len(pending)} items to retry")
         return refused
+
+    async def refresh(self, targets: Collection[str]) -> None:
+        """Make what earlier `write_all(refresh=False)` calls wrote to `targets` searchable,
+        in one request. A target that is gone by now (a rebuild's `-next`, removed when
+        its index went live behind the read model's alias) is skipped: what was written
+        through it is refreshed through the alias it now serves under."""
+        if not targets:
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.client.indices.refresh(
+                    index=",".join(sorted(targets)), ignore_unavailable=True
+                )
+                return
+            except TransportError as error:
+                await self._backoff(attempt, f"no answer from Elasticsearch: {error}")
+            except ApiError as error:
+                if error.status_code not in _RETRYABLE:
+                    raise
+                await self._backoff(attempt, f"status {error.status_code}")
 
     async def _existing_aliases(self, aliases: Sequence[str]) -> set[str]:
         """Which of `aliases` exist now, in one request (none asked: none sent)."""

@@ -5,7 +5,9 @@ together: read their checkpoints (one query), read the outbox once from the
 lowest of them with the gap-safe read, let each projection build the
 documents its own events touch, write all of them in one bulk request
 (refreshed, so searchable), and only then advance the checkpoints (one
-transaction, which on PostgreSQL also NOTIFYs other processes). A crash
+transaction, which on PostgreSQL also NOTIFYs other processes). A checkpoint
+never gets ahead of what is searchable: a consistency token it reaches finds
+every document up to it (readmodel/progress.py). A crash
 anywhere before the advance replays the batch, which external versioning
 makes harmless. A document Elasticsearch refuses for itself does not hold the
 batch: it is quarantined in the checkpoints' transaction and the cycle moves
@@ -18,14 +20,28 @@ What a cycle costs is mostly fixed (round trips and a refresh), so the
 worker lets batches grow with the load:
 - a lease is renewed only once half of it is spent;
 - after a full batch the next read is larger (up to `catch_up_factor` times
-  the batch size), so a backlog is refreshed fewer times, and it is read and
-  projected while the full one is being written: the write database and
-  Elasticsearch work at once, and nothing advances out of order, since
-  checkpoints still move only after each batch's bulk;
+  the batch size), and it is read and projected while the full one is being
+  written: the write database and Elasticsearch work at once, and nothing
+  advances out of order, since checkpoints still move only after the bulk;
+- a full batch past which more than that largest read is committed means a
+  backlog: it is written without a refresh, and so are the batches after it,
+  until one has less than that behind it or `refresh_interval` seconds have
+  passed since the first of them. Then one refresh of every index they wrote
+  to makes them all searchable, and only after it do their checkpoints
+  advance, batch by batch, and their listeners hear of them. A backlog thus
+  costs about one refresh per `refresh_interval` instead of one per batch,
+  and a token is reached only once everything up to it is searchable. Should
+  a checkpoint move meanwhile (a reset, another worker), the unrefreshed
+  batches are forgotten and read again from the checkpoints: what they wrote
+  stays, and external versioning makes writing it again harmless;
 - after a small batch the worker lingers (`linger` seconds) before the next
-  cycle, so that a steady stream of commits is applied many at a time rather
-  than one cycle per commit. A commit that finds the worker idle wakes it at
-  once.
+  cycle only when commits come faster than a cycle takes: the batch held
+  more than one command's events and another commit arrived while the cycle
+  ran. Waiting then lets the next batch gather many of them rather than run
+  one cycle per commit (each cycle's refresh and round trips cost the write
+  side CPU). Otherwise (a trickle, an idle system) the next commit wakes it
+  at once, or a commit that came during the cycle is applied by the next
+  one straight away: a trickle pays no linger.
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -86,6 +103,35 @@ class _Prepared:
     behind: list[Projection]
     taken: dict[str, list[StoredEvent]]
     writes: list[Write]
+    # Events committed past this batch when it was read (counted for a full batch only).
+    remaining: int = 0
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A batch written, its checkpoints still to advance (once it is searchable)."""
+
+    end: int
+    behind: list[str]
+    taken: dict[str, list[StoredEvent]]
+    refusals: list[Refusal]
+    written: dict[str, set[str]]
+
+
+@dataclass
+class _Backlog:
+    """Batches written without a refresh while catching up: none of them is
+    searchable for sure, so none of their checkpoints has moved."""
+
+    # The held projections' checkpoints as stored (position, time of the last
+    # change) when the first was written: any change voids the backlog.
+    stored: dict[str, tuple[int, datetime | None]]
+    # Where the held projections stand once the batches are applied.
+    reached: dict[str, int]
+    began: float  # time.monotonic() at the first batch
+    # Every index or alias the batches wrote to, to refresh.
+    targets: set[str]
+    batches: list[_Written]
 
 
 class FeedWorker:
@@ -104,6 +150,7 @@ class FeedWorker:
         notify_channel: str | None = None,
         catch_up_factor: int = 4,
         linger: float = 0.1,
+        refresh_interval: float = 1.0,
     ) -> None:
         self.engine = engine
         self.projections = projections
@@ -117,6 +164,8 @@ class FeedWorker:
         self.notify_channel = notify_channel
         self.catch_up_factor = max(1, catch_up_factor)
         self.linger = linger
+        # While catching up, the longest a written batch waits for its refresh.
+        self.refresh_interval = refresh_interval
         self.checkpoints = Checkpoints(engine)
         self.writer = BulkWriter(client)
         self.quarantine = Quarantine(engine)
@@ -138,6 +187,9 @@ class FeedWorker:
         # The next batch, read and projected while the current one is written.
         self._prefetch: asyncio.Task[_Prepared | None] | None = None
         self._rows_ready = False  # the checkpoints' rows exist
+        self._backlog: _Backlog | None = None
+        # The commands (transactions) whose events the last batch held.
+        self._commands = 0
 
     def wake(self) -> None:
         """New events may be there: look now instead of at the next poll."""
@@ -166,9 +218,15 @@ class FeedWorker:
                     continue
                 if applied == 0:
                     await self._sleep(self.poll_interval)
-                elif applied < self.batch_size and self.linger > 0:
-                    # A small batch: let the next few commits gather before the next cycle.
-                    await self._pause(self.linger)
+                elif applied < self.batch_size:
+                    if self._wakeup.is_set() and self._commands > 1 and self.linger > 0:
+                        # Commits come faster than a cycle takes: let the next few
+                        # gather before the next cycle.
+                        await self._pause(self.linger)
+                    elif not self._wakeup.is_set():
+                        # Caught up and nothing new: the next commit wakes us at once
+                        # (a trickle pays no linger); the poll covers a lost wake-up.
+                        await self._sleep(self.poll_interval)
         finally:
             self._running = False
             await self.release_leases()
@@ -177,6 +235,8 @@ class FeedWorker:
     async def release_leases(self) -> None:
         """Give up every lease this worker holds, so another can take over at once."""
         await self._discard_prefetch()
+        # Written but not refreshed: its checkpoints stay, the next owner writes it again.
+        self._backlog = None
         self._held.clear()
         try:
             await self.checkpoints.release([p.name for p in self.projections], self.owner)
@@ -210,20 +270,45 @@ class FeedWorker:
         held = [p for p in self.projections if p.name in await self._hold_leases()]
         if not held:
             await self._discard_prefetch()
+            self._backlog = None
             return 0
-        checkpoints = {c.name: c.position for c in await self.checkpoints.all()}
-        positions = {p.name: checkpoints.get(p.name, 0) for p in held}
+        checkpoints = {c.name: c for c in await self.checkpoints.all()}
+        stored = {
+            p.name: (c.position, c.updated_at) if (c := checkpoints.get(p.name)) else (0, None)
+            for p in held
+        }
+        backlog = self._backlog
+        if backlog is not None and backlog.stored != stored:
+            # A checkpoint moved under the backlog (a reset, another worker): read
+            # again from the checkpoints; what was written is written again, harmlessly.
+            log.info("a checkpoint moved while catching up; reading again from it")
+            self._backlog = backlog = None
+        positions = (
+            dict(backlog.reached)
+            if backlog is not None
+            else {name: position for name, (position, _) in stored.items()}
+        )
         prepared = await self._prefetched(positions)
         if prepared is None:
             prepared = await self._prepare(held, positions, self._read_size)
         if prepared is None:
             self._read_size = self.batch_size
+            if backlog is not None:  # caught up exactly at the backlog's last batch
+                try:
+                    await self._refresh_and_advance()
+                except BaseException:
+                    self._backlog = None
+                    raise
             return 0
         batch, end = prepared.batch, prepared.batch[-1].position
+        # A transaction's events share their correlation id and time.
+        self._commands = len({(e.correlation_id, e.occurred_at) for e in batch})
         link_to_commands(batch)
         # A full batch means a backlog: read more at once, so it is refreshed less
         # often, and read (and project) the next batch while this one is written.
         full = len(batch) == prepared.size
+        # Behind by more than the largest read: a backlog (module docstring).
+        deep = full and prepared.remaining >= self.batch_size * self.catch_up_factor
         self._read_size = (
             min(prepared.size * 2, self.batch_size * self.catch_up_factor)
             if full
@@ -233,41 +318,78 @@ class FeedWorker:
             after = {name: max(position, end) for name, position in positions.items()}
             self._prefetch = asyncio.create_task(self._prepare(held, after, self._read_size))
         try:
-            refusals = self._refusals(prepared, await self.writer.write_all(prepared.writes))
-            moved = await self.checkpoints.advance(
-                [p.name for p in prepared.behind],
-                self.owner,
-                end,
-                self.clock(),
-                notify=self.notify_channel,
-                refused=refusals,
-                written=self._written(prepared, refusals),
-            )
+            if backlog is None and not deep:
+                # The common case: one bulk request that refreshes, then the advance.
+                refused = await self.writer.write_all(prepared.writes)
+                await self._advance([self._written_batch(prepared, refused)])
+                return len(batch)
+            refused = await self.writer.write_all(prepared.writes, refresh=False)
+            if backlog is None:
+                backlog = self._backlog = _Backlog(stored, {}, time.monotonic(), set(), [])
+            backlog.batches.append(self._written_batch(prepared, refused))
+            backlog.targets.update(t for w in prepared.writes for t in (w.index, *w.also))
+            backlog.reached = {name: max(position, end) for name, position in positions.items()}
+            if not deep or time.monotonic() - backlog.began >= self.refresh_interval:
+                await self._refresh_and_advance()
         except BaseException:
             await self._discard_prefetch()
+            self._backlog = None
             raise
-        for refusal in refusals:
-            if refusal.read_model in moved:
-                log.warning(
-                    "%s/%s refused by Elasticsearch (%s: %s); quarantined, the feed goes on",
-                    refusal.index_name,
-                    refusal.document_id,
-                    refusal.error_type,
-                    refusal.reason[:300],
-                )
-        for projection in prepared.behind:
-            if projection.name not in moved:
-                self._held.pop(projection.name, None)
-                log.warning(
-                    "lost the lease of %s before advancing; another worker goes on",
-                    projection.name,
-                )
-        for projection in prepared.behind:
-            if projection.name in moved:
-                applied = Applied(projection.name, prepared.taken[projection.name], end)
-                for listener in self.listeners:
-                    await listener(applied)
         return len(batch)
+
+    def _written_batch(self, prepared: _Prepared, refused: list[Refused]) -> _Written:
+        refusals = self._refusals(prepared, refused)
+        return _Written(
+            prepared.batch[-1].position,
+            [p.name for p in prepared.behind],
+            prepared.taken,
+            refusals,
+            self._written(prepared, refusals),
+        )
+
+    async def _refresh_and_advance(self) -> None:
+        """Make the backlog searchable with one refresh, then advance its checkpoints."""
+        backlog, self._backlog = self._backlog, None
+        if backlog is None:
+            return
+        await self.writer.refresh(backlog.targets)
+        await self._advance(backlog.batches)
+
+    async def _advance(self, batches: list[_Written]) -> None:
+        """Advance the checkpoints past each batch in turn (each searchable by now),
+        settling its quarantine, and tell the listeners."""
+        lost: set[str] = set()
+        for written in batches:
+            moved = await self.checkpoints.advance(
+                written.behind,
+                self.owner,
+                written.end,
+                self.clock(),
+                notify=self.notify_channel,
+                refused=written.refusals,
+                written=written.written,
+            )
+            for refusal in written.refusals:
+                if refusal.read_model in moved:
+                    log.warning(
+                        "%s/%s refused by Elasticsearch (%s: %s); quarantined, the feed goes on",
+                        refusal.index_name,
+                        refusal.document_id,
+                        refusal.error_type,
+                        refusal.reason[:300],
+                    )
+            for name in written.behind:
+                if name not in moved and name not in lost:
+                    lost.add(name)
+                    self._held.pop(name, None)
+                    log.warning(
+                        "lost the lease of %s before advancing; another worker goes on", name
+                    )
+            for name in written.behind:
+                if name in moved:
+                    applied = Applied(name, written.taken[name], written.end)
+                    for listener in self.listeners:
+                        await listener(applied)
 
     def _refusals(self, prepared: _Prepared, refused: list[Refused]) -> list[Refusal]:
         """The documents Elasticsearch refused, as quarantine entries: with the
@@ -317,6 +439,8 @@ class FeedWorker:
             if not batch:
                 return None
             end = batch[-1].position
+            # A full batch: how far behind is the worker? (the backlog rule, module docstring)
+            remaining = (await outbox.head(conn))[0] - end if len(batch) == size else 0
             # Each projection takes the events past its own checkpoint: after a reset
             # of one of them (a replay) the others skip what they have applied.
             behind = [p for p in held if positions[p.name] < end]
@@ -340,7 +464,7 @@ class FeedWorker:
                                 also=(projection.index.next_alias(self.index_prefix),),
                             )
                         )
-        return _Prepared(dict(positions), size, batch, behind, taken, writes)
+        return _Prepared(dict(positions), size, batch, behind, taken, writes, remaining)
 
     async def _prefetched(self, positions: dict[str, int]) -> _Prepared | None:
         """The batch read ahead during the last cycle, if it was read from where the
