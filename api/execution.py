@@ -100,6 +100,10 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # strawberry always installs a manager, with no middleware unless an
+        # extension hooks resolution; then every field goes the ordinary way.
+        manager = self.middleware_manager
+        self._shorten = manager is None or not manager.middlewares
         # This request's lookups, without the weak mapping's cost on each field.
         self._plain: dict[GraphQLObjectType, dict[str, _Plain]] = {}
 
@@ -111,35 +115,24 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         path: Path,
         position_context: Any,
     ) -> Any:
-        # strawberry always installs a manager, with no middleware unless an
-        # extension hooks resolution.
-        manager = self.middleware_manager
-        if manager is None or not manager.middlewares:
+        if self._shorten:
             fields = self._plain.get(parent_type)
             if fields is None:
                 fields = self._plain[parent_type] = plain_fields(parent_type)
             plain = fields.get(field_details_list[0].node.name.value)
             if plain is not None:
-                answer = self._answer(plain, source)
-                if answer is not Undefined:
-                    return answer
+                # What graphql-core would answer; anything else goes its way below.
+                try:
+                    value = plain.read(source, plain.attribute)
+                    if value is None or value is Undefined:
+                        if not plain.non_null:
+                            return None
+                    elif value.__class__ in _SETTLED or not self.is_awaitable(value):
+                        coerced = plain.leaf.coerce_output_value(value)
+                        if coerced is not None and coerced is not Undefined:
+                            return coerced
+                except Exception:  # graphql-core meets it again below, and locates it
+                    pass
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
-
-    def _answer(self, plain: _Plain, source: Any) -> Any:
-        """The field's value as graphql-core would complete it, or Undefined when
-        graphql-core must answer (with the error it gives)."""
-        try:
-            value = plain.read(source, plain.attribute)
-        except Exception:
-            return Undefined
-        if value is None or value is Undefined:
-            return Undefined if plain.non_null else None
-        if value.__class__ not in _SETTLED and self.is_awaitable(value):
-            return Undefined
-        try:
-            coerced = plain.leaf.coerce_output_value(value)
-        except Exception:
-            return Undefined
-        return Undefined if coerced is None else coerced
