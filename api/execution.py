@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 from graphql import (
@@ -107,32 +107,74 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # This request's lookups, without the weak mapping's cost on each field.
         self._plain: dict[GraphQLObjectType, dict[str, _Plain]] = {}
 
-    def execute_field(
+    def _plain_of(self, parent_type: GraphQLObjectType) -> dict[str, _Plain]:
+        fields = self._plain.get(parent_type)
+        if fields is None:
+            fields = self._plain[parent_type] = plain_fields(parent_type)
+        return fields
+
+    def _read(self, plain: _Plain, source: Any) -> Any:
+        """What graphql-core would answer, or Undefined when graphql-core must
+        answer (with the error it gives)."""
+        try:
+            value = plain.read(source, plain.attribute)
+            if value is None or value is Undefined:
+                return Undefined if plain.non_null else None
+            if value.__class__ in _SETTLED or not self.is_awaitable(value):
+                coerced = plain.leaf.coerce_output_value(value)
+                if coerced is not None:
+                    return coerced
+        except Exception:  # graphql-core meets it again, and locates it
+            pass
+        return Undefined
+
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: FieldDetailsList,
-        path: Path,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: dict[str, FieldDetailsList],
         position_context: Any,
     ) -> Any:
-        if self._shorten:
-            fields = self._plain.get(parent_type)
-            if fields is None:
-                fields = self._plain[parent_type] = plain_fields(parent_type)
+        """The plain fields answered here; the others (and any plain one that
+        must go graphql-core's way) by graphql-core, in their order, and the
+        answers put back in the order of the selection."""
+        fields = self._plain_of(parent_type) if self._shorten else None
+        if not fields:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        answered: dict[str, Any] = {}
+        ordinary: dict[str, FieldDetailsList] = {}
+        for response_name, field_details_list in grouped_field_set.items():
             plain = fields.get(field_details_list[0].node.name.value)
             if plain is not None:
-                # What graphql-core would answer; anything else goes its way below.
-                try:
-                    value = plain.read(source, plain.attribute)
-                    if value is None or value is Undefined:
-                        if not plain.non_null:
-                            return None
-                    elif value.__class__ in _SETTLED or not self.is_awaitable(value):
-                        coerced = plain.leaf.coerce_output_value(value)
-                        if coerced is not None and coerced is not Undefined:
-                            return coerced
-                except Exception:  # graphql-core meets it again below, and locates it
-                    pass
-        return super().execute_field(
-            parent_type, source, field_details_list, path, position_context
-        )
+                value = self._read(plain, source_value)
+                if value is not Undefined:
+                    answered[response_name] = value
+                    continue
+            ordinary[response_name] = field_details_list
+        if not ordinary:
+            return answered
+        rest = super().execute_fields(parent_type, source_value, path, ordinary, position_context)
+        if self.is_awaitable(rest):
+
+            async def in_order() -> dict[str, Any]:
+                return _in_order(grouped_field_set, answered, await rest)
+
+            return in_order()
+        return _in_order(grouped_field_set, answered, cast(dict[str, Any], rest))
+
+
+def _in_order(
+    grouped_field_set: dict[str, FieldDetailsList],
+    answered: dict[str, Any],
+    rest: dict[str, Any],
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name in grouped_field_set:
+        if name in answered:
+            results[name] = answered[name]
+        elif name in rest:  # absent: a field graphql-core skipped (Undefined)
+            results[name] = rest[name]
+    return results

@@ -120,6 +120,8 @@ def test_an_ordinary_page_answers_the_same_data() -> None:
     ordinary, plain = _both([_item(), _item(name="gadget", nickname="g", colour=Colour.RED)])
     assert not plain.errors
     assert _shape(plain) == _shape(ordinary)
+    # In the selection's order, as graphql-core gives it.
+    assert json.dumps(plain.data) == json.dumps(ordinary.data)
     assert plain.data["items"][1] == {
         "name": "gadget",
         "count": 3,
