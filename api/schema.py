@@ -27,6 +27,7 @@ from strawberry.types.graphql import OperationType
 
 from api import telemetry
 from api.budget import Buckets, QueryBudget
+from api.execution import PlainFieldsExecutionContext
 from api.extensions import ConsistencyReport, CostReport, MaskInternalErrors, with_error_codes
 from api.instruments import RequestMetrics
 from api.limits_rule import Limits, limits_rule
@@ -277,6 +278,8 @@ def build_schema(
         subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
+        # Plain scalar fields read their attribute directly (api/execution.py).
+        execution_context_class=PlainFieldsExecutionContext,
     )
 
 

@@ -10,7 +10,9 @@
    rotation: the persisted query over HTTP (Apollo's automatic persisted query,
    the hash alone), and the same search sent as a document no cache has seen
    (a unique comment each time), which pays the parse and validation the hash
-   skips.
+   skips. The same search at `first: 100` (`LARGE_PAGE`), every product field,
+   against the raw search for 100 documents: where the per-node cost of the
+   GraphQL layer (resolution, conversion, JSON encoding) shows.
 2. Throughput at concurrency 16 over HTTP: `/graphql` against the bare
    Starlette endpoint doing the same search, in alternating rounds, each served
    by the same number of processes (`bicameral serve`'s default, one per core).
@@ -39,6 +41,10 @@ from readmodel.queries import product_search
 __all__ = ["QuerySetup", "latency", "throughput"]
 
 PAGE = 20
+# A large page: what a node costs shows here, as 100 nodes of every field.
+LARGE_PAGE = 100
+PRODUCTS_LARGE = PRODUCTS.replace(f"first: {PAGE}", f"first: {LARGE_PAGE}")
+assert PRODUCTS_LARGE != PRODUCTS, "bench.graphql.PRODUCTS no longer asks for first: 20"
 CONCURRENCY = 16
 # Who the in-process variant is, as the HTTP one is an admin (its token): an admin's
 # search filters no status, the same query the raw baseline sends.
@@ -58,13 +64,13 @@ class QuerySetup:
     words: list[str]
 
 
-def _body(word: str) -> dict[str, Any]:
-    return product_search(search=word, first=PAGE)
+def _body(word: str, first: int = PAGE) -> dict[str, Any]:
+    return product_search(search=word, first=first)
 
 
-def _check_graphql(data: dict[str, Any]) -> None:
-    if len(data["products"]["edges"]) != PAGE:
-        raise GraphQLFailure(f"expected {PAGE} products, got {len(data['products']['edges'])}")
+def _check_graphql(data: dict[str, Any], page: int = PAGE) -> None:
+    if len(data["products"]["edges"]) != page:
+        raise GraphQLFailure(f"expected {page} products, got {len(data['products']['edges'])}")
 
 
 def _variants(
@@ -106,6 +112,15 @@ def _variants(
         if len(found["hits"]["hits"]) != PAGE + 1:
             raise GraphQLFailure(f"raw search found {len(found['hits']['hits'])} hits")
 
+    async def graphql_http_large(word: str) -> None:
+        data = await post(api, setup.api_url + "/graphql", PRODUCTS_LARGE, {"search": word})
+        _check_graphql(data, LARGE_PAGE)
+
+    async def raw_large(word: str) -> None:
+        found = await setup.es.search(index=setup.alias, body=_body(word, LARGE_PAGE))
+        if len(found["hits"]["hits"]) != LARGE_PAGE + 1:
+            raise GraphQLFailure(f"raw search found {len(found['hits']['hits'])} of 101 hits")
+
     async def bare_http(word: str) -> None:
         response = await bare.post(setup.baseline_url + "/search", json=_body(word))
         response.raise_for_status()
@@ -119,6 +134,8 @@ def _variants(
         "graphql_in_process": graphql_in_process,
         "raw_search": raw,
         "bare_starlette_http": bare_http,
+        "graphql_http_large": graphql_http_large,
+        "raw_search_large": raw_large,
     }
 
 
@@ -160,6 +177,20 @@ async def latency(setup: QuerySetup, requests: int, *, warmup: int = 20) -> list
                     details=details if name == "graphql_http" and q == "p50" else {},
                 )
             )
+    large, raw_large = dist["graphql_http_large"], dist["raw_search_large"]
+    for q, target in (("p50", 2.5), ("p99", None)):
+        figures.append(
+            Figure(
+                path="1",
+                measure=f"query latency {q}, first: {LARGE_PAGE}, GraphQL over HTTP / raw search",
+                system=getattr(large, q),
+                baseline=getattr(raw_large, q),
+                unit="ms",
+                target=None if target is None else Target("<=", target),
+                system_is=f"bicameral serve, products(first: {LARGE_PAGE}) with every field",
+                baseline_is=f"AsyncElasticsearch.search for {LARGE_PAGE} documents, same body",
+            )
+        )
     hashed = dist["graphql_http_persisted"]
     for baseline, label, note in (
         (
