@@ -20,6 +20,7 @@ from readmodel.lag import ProjectionLag, read_lag
 from readmodel.notifications import APPLIED_CHANNEL, ChangeHub
 from readmodel.progress import Progress
 from readmodel.projections import D, Projection, default_projections
+from readmodel.quarantine import Quarantine
 from readmodel.reader import Reader
 from readmodel.setup import ensure_indexes
 from readmodel.wakeup import PostgresWakeup
@@ -60,6 +61,9 @@ class Bicameral:
         projections = default_projections()
         # The read models' names, as the lag, the hub and the worker know them.
         self.read_models = [p.name for p in projections]
+        # The documents Elasticsearch refused: read by the readModel query, /metrics
+        # and the CLI without going through the worker (the store is its engine only).
+        self.quarantine = Quarantine(self.engine)
         self.worker = FeedWorker(
             self.engine,
             self.search,

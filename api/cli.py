@@ -287,7 +287,7 @@ async def _readmodel_status(settings: Settings) -> int:
     app = build(settings, embedded_worker=False)
     try:
         lags = {lag.name: lag for lag in await app.lag()}
-        quarantined = await app.worker.quarantine.counts()
+        quarantined = await app.quarantine.counts()
         rows = [("read model", "position", "head", "lag", "lag s", "quarantined", "index", "owner")]
         notes = []
         for name, index in INDEXES.items():
@@ -385,7 +385,7 @@ async def _readmodel_quarantine(settings: Settings, action: str, ids: list[int] 
     from readmodel.bulk import BulkError
 
     app = build(settings, embedded_worker=False)
-    store = app.worker.quarantine
+    store = app.quarantine
     try:
         if action == "list":
             entries = await store.entries()

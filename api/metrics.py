@@ -43,7 +43,7 @@ def metrics_endpoint(app: Bicameral) -> Callable[[Request], Awaitable[Response]]
         quarantined: dict[str, int] | None = None
         try:
             lags = await app.lag()
-            quarantined = await app.worker.quarantine.counts()
+            quarantined = await app.quarantine.counts()
         except WriteDatabaseUnavailable:
             pass
         except Exception as error:

@@ -242,7 +242,7 @@ async def _consistent(info: Info, token: str | None, names: list[str]) -> None:
                 "readModel": entry.read_model,
                 "id": entry.document_id,
             }
-            for entry in await app.worker.quarantine.at(wanted, names)
+            for entry in await app.quarantine.at(wanted, names)
         ]
 
 

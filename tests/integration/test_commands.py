@@ -23,6 +23,7 @@ from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, NotFo
 from domain.stock import Stock
 from writemodel import outbox
 from writemodel.access import SYSTEM
+from writemodel.database import read_only
 from writemodel.outbox import StoredEvent
 from writemodel.service import CommandOutcome, CommandService, IdempotencyKeyReused
 from writemodel.sql_repositories import SqlStocks
@@ -66,30 +67,26 @@ def service(engine: AsyncEngine, clock: Clock) -> CommandService:
 
 
 async def _events_after(engine: AsyncEngine, position: int) -> list[StoredEvent]:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         return await outbox.read_after(conn, position, 10_000)
 
 
 async def _head(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         position, _ = await outbox.head(conn)
         return position
 
 
 async def _row(engine: AsyncEngine, table: Table, id: str) -> dict[str, Any]:
     key = table.c.product_id if table is stock else table.c.id
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         row = (await conn.execute(select(table).where(key == id))).mappings().one()
     return dict(row)
 
 
 async def _everything(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table the commands write, for a before/after comparison."""
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(sqlite_readonly=True)
+    async with read_only(engine) as conn:
         found = {}
         for table in ALL_TABLES:
             rows = await conn.execute(select(table).order_by(*table.primary_key.columns))
