@@ -257,22 +257,26 @@ class GraphQLView(GraphQL[Context, None]):
         response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
         sub_response: Response,
     ) -> Response:
-        """Strawberry's, with the media type chosen from `Accept`; under
-        application/graphql-response+json a request error has its 4xx (or 500) and
-        no `data` entry, as the GraphQL-over-HTTP spec says."""
+        """Strawberry's, with the media type chosen from `Accept`. A request error
+        (nothing ran) has no `data` entry, as the GraphQL spec says ("if an error
+        was raised before execution begins, the data entry should not be
+        present"); under application/graphql-response+json it also gets its 4xx
+        (or 500), while application/json keeps 200, as the GraphQL-over-HTTP spec
+        asks of that media type."""
         media_type = sub_response.media_type or JSON
         status = sub_response.status_code or 200
         headers = sub_response.headers
-        if media_type == GRAPHQL_RESPONSE_JSON and isinstance(response_data, dict):
+        if isinstance(response_data, dict):
             refused = request_error_status(response_data)
             if refused is not None:
                 response_data = cast(
                     GraphQLHTTPResponse, {k: v for k, v in response_data.items() if k != "data"}
                 )
-                # Set already when the budget refused (429 with Retry-After).
-                status = sub_response.status_code or refused
-                if status == 401:
-                    headers.setdefault("WWW-Authenticate", "Bearer")
+                if media_type == GRAPHQL_RESPONSE_JSON:
+                    # Set already when the budget refused (429 with Retry-After).
+                    status = sub_response.status_code or refused
+                    if status == 401:
+                        headers.setdefault("WWW-Authenticate", "Bearer")
         response = Response(dumps(response_data), status_code=status, media_type=media_type)
         response.headers.raw.extend(headers.raw)
         if sub_response.background:

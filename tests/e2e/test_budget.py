@@ -60,7 +60,7 @@ def test_a_client_over_its_budget_gets_429_and_rate_limited_with_retry_after(
     assert budget(first) == {"perMinute": 20, "remaining": 8, "resetsIn": 36}
     assert refused.status_code == 429, refused.text
     body = refused.json()
-    assert body["data"] is None
+    assert "data" not in body
     [error] = body["errors"]
     assert error["extensions"]["code"] == "RATE_LIMITED"
     retry_after = error["extensions"]["retryAfter"]

@@ -50,9 +50,9 @@ def test_the_fragment_bomb_is_refused_with_its_codes_at_every_depth(server: Serv
         without_alias = post(server, bomb(levels, leaf="readModel { indexedUpTo }"))
 
         assert with_alias.status_code in (200, 400), with_alias.text
-        assert with_alias.json()["data"] is None
+        assert "data" not in with_alias.json()
         assert {"TOO_MANY_ALIASES", "TOO_MANY_FIELDS"} <= codes(with_alias.json())
-        assert without_alias.json()["data"] is None
+        assert "data" not in without_alias.json()
         assert "TOO_MANY_FIELDS" in codes(without_alias.json())
 
 
@@ -140,7 +140,7 @@ def test_an_operation_past_its_deadline_answers_deadline_exceeded(hasty_server: 
     assert time.monotonic() - started < ANSWER_WITHIN
     assert response.status_code == 200
     body = response.json()
-    assert body["data"] is None
+    assert body["data"] is None  # the operation ran: not a request error
     assert codes(body) == {"DEADLINE_EXCEEDED"}
     assert "0.5 s" in body["errors"][0]["message"]
     # ...and the service goes on answering.

@@ -614,7 +614,7 @@ async def test_in_production_graphiql_and_introspection_are_off(
         )
 
     assert page.status_code == 404
-    assert introspection.json()["data"] is None
+    assert "data" not in introspection.json()
     assert not LocalSigningKey.path_in(tmp_path).exists()
 
 
