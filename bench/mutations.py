@@ -37,10 +37,17 @@ from bench.load import closed_loop
 from bench.report import Figure, Target
 from bench.services import Deployment, cpu_seconds
 from bench.stats import Distribution, median
+from domain.commands import CreateProduct
 from writemodel.access import SYSTEM
 from writemodel.tables import events, order_lines, orders, products, stock
 
-__all__ = ["OrderFixtures", "baseline_engine", "http_create_product", "measure"]
+__all__ = [
+    "OrderFixtures",
+    "baseline_engine",
+    "create_product_command",
+    "http_create_product",
+    "measure",
+]
 
 CONCURRENCY = 16
 LINES = 2
@@ -94,6 +101,21 @@ def _event(
 def _new_product(sku: str, n: int) -> dict[str, Any]:
     p = product(n)
     return {**p.create_input(initial_stock=100), "sku": sku}
+
+
+def create_product_command(sku: str, n: int) -> CreateProduct:
+    """The command path-3's createProduct sends, for the in-process callers."""
+    f = _new_product(sku, n)
+    return CreateProduct(
+        sku=f["sku"],
+        name=f["name"],
+        price=f["price"],
+        currency=f["currency"],
+        description=f["description"],
+        category=f["category"],
+        tags=tuple(f["tags"]),
+        initial_stock=f["initialStock"],
+    )
 
 
 async def http_create_product(
@@ -232,7 +254,7 @@ async def measure(
 ) -> tuple[list[Figure], dict[str, float]]:
     """The figures, and the system's createProduct commits/s (path 8 compares with it)."""
     from bench.projection import build_app
-    from domain.commands import CreateProduct, OrderLineRequest, PlaceOrder
+    from domain.commands import OrderLineRequest, PlaceOrder
 
     print(
         f"[3] mutations ({deployment.name}): {rounds} round(s) of {requests} or "
@@ -253,19 +275,8 @@ async def measure(
                         await http_create_product(client, api_url, f"H{r}-{n:07d}", n)
 
                     async def service_create(r: int, n: int) -> None:
-                        f = _new_product(f"S{r}-{n:07d}", n)
                         await app.commands.execute(
-                            CreateProduct(
-                                sku=f["sku"],
-                                name=f["name"],
-                                price=f["price"],
-                                currency=f["currency"],
-                                description=f["description"],
-                                category=f["category"],
-                                tags=tuple(f["tags"]),
-                                initial_stock=f["initialStock"],
-                            ),
-                            actor=SYSTEM,
+                            create_product_command(f"S{r}-{n:07d}", n), actor=SYSTEM
                         )
 
                     async def raw_create(r: int, n: int) -> None:

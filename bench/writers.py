@@ -115,8 +115,7 @@ def _numbered(
 
 
 async def measure(*, seconds: float = 5.0, rounds: int = 1) -> tuple[Curve, list[Figure]]:
-    from bench.mutations import _new_product, raw_create_product
-    from domain.commands import CreateProduct
+    from bench.mutations import create_product_command, raw_create_product
     from tools.pg_server import PostgresServer
     from writemodel.access import SYSTEM
     from writemodel.database import create_engine
@@ -141,20 +140,7 @@ async def measure(*, seconds: float = 5.0, rounds: int = 1) -> tuple[Curve, list
             service = CommandService(lambda: SqlUnitOfWork(engines["bicameral"]))
 
             async def bicameral(n: int, r: int) -> None:
-                f = _new_product(f"S{r}-{n:09d}", n)
-                await service.execute(
-                    CreateProduct(
-                        sku=f["sku"],
-                        name=f["name"],
-                        price=f["price"],
-                        currency=f["currency"],
-                        description=f["description"],
-                        category=f["category"],
-                        tags=tuple(f["tags"]),
-                        initial_stock=f["initialStock"],
-                    ),
-                    actor=SYSTEM,
-                )
+                await service.execute(create_product_command(f"S{r}-{n:09d}", n), actor=SYSTEM)
 
             async def raw(n: int, r: int) -> None:
                 await raw_create_product(engines["raw"], f"B{r}-{n:09d}", n)
