@@ -34,9 +34,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError, AsyncElasticsearch
@@ -49,6 +49,7 @@ __all__ = ["BulkError", "BulkWriter", "DocumentsRefused", "Refused", "Write", "r
 log = logging.getLogger(__name__)
 
 _RETRYABLE = {429, 500, 502, 503, 504}
+_T = TypeVar("_T")
 
 
 # Error types Elasticsearch gives a document it cannot take as it is; the same
@@ -221,37 +222,33 @@ class BulkWriter:
         through it is refreshed through the alias it now serves under."""
         if not targets:
             return
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self.client.indices.refresh(
-                    index=",".join(sorted(targets)), ignore_unavailable=True
-                )
-                return
-            except TransportError as error:
-                await self._backoff(attempt, f"no answer from Elasticsearch: {error}")
-            except ApiError as error:
-                if error.status_code not in _RETRYABLE:
-                    raise
-                await self._backoff(attempt, f"status {error.status_code}")
+        await self._retried(
+            lambda: self.client.indices.refresh(
+                index=",".join(sorted(targets)), ignore_unavailable=True
+            )
+        )
 
     async def _existing_aliases(self, aliases: Sequence[str]) -> set[str]:
         """Which of `aliases` exist now, in one request (none asked: none sent)."""
         if not aliases:
             return set()
+        # _cat/aliases lists the named aliases that exist and leaves out the rest
+        # (GET _alias answers 404 as soon as one of them is missing).
+        found = await self._retried(
+            lambda: self.client.cat.aliases(name=",".join(aliases), format="json", h="alias")
+        )
+        # With format=json the body is a list of rows (typed str | list).
+        rows = cast(list[dict[str, str]], found.body)
+        return {row["alias"] for row in rows} & set(aliases)
+
+    async def _retried(self, request: Callable[[], Awaitable[_T]]) -> _T:
+        """One request, sent again (with backoff) while Elasticsearch does not answer
+        or answers a status that passes with time; any other status is raised."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                # _cat/aliases lists the named aliases that exist and leaves out the rest
-                # (GET _alias answers 404 as soon as one of them is missing).
-                found = await self.client.cat.aliases(
-                    name=",".join(aliases), format="json", h="alias"
-                )
-                # With format=json the body is a list of rows (typed str | list).
-                rows = cast(list[dict[str, str]], found.body)
-                return {row["alias"] for row in rows} & set(aliases)
+                return await request()
             except TransportError as error:
                 await self._backoff(attempt, f"no answer from Elasticsearch: {error}")
             except ApiError as error:
