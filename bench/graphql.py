@@ -79,12 +79,7 @@ async def post(
     client: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any]
 ) -> dict[str, Any]:
     response = await client.post(url, json={"query": query, "variables": variables})
-    response.raise_for_status()
-    answer: dict[str, Any] = response.json()
-    if answer.get("errors"):
-        raise GraphQLFailure(str(answer["errors"])[:300])
-    data: dict[str, Any] = answer["data"]
-    return data
+    return _data(response)
 
 
 async def post_persisted(
@@ -100,6 +95,11 @@ async def post_persisted(
     response = await client.post(url, json=body)
     if response.status_code == 404:
         response = await client.post(url, json={**body, "query": query})
+    return _data(response)
+
+
+def _data(response: httpx.Response) -> dict[str, Any]:
+    """The answer's `data`; a GraphQLFailure when it has errors."""
     response.raise_for_status()
     answer: dict[str, Any] = response.json()
     if answer.get("errors"):
