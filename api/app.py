@@ -123,7 +123,15 @@ def create_app(
                 allow_origins=list(settings.allowed_origins),
                 allow_credentials=True,
                 allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "X-Correlation-Id"],
+                # `traceparent`/`tracestate`: a browser app that traces (OpenTelemetry web)
+                # sends them, and tracing links its spans to ours (api/telemetry.py).
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "X-Correlation-Id",
+                    "traceparent",
+                    "tracestate",
+                ],
                 expose_headers=["WWW-Authenticate", "Retry-After"],
                 # Browsers cache a preflight this long (seconds) instead of asking each time.
                 max_age=600,

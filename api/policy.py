@@ -99,6 +99,14 @@ _STAFF = Entry(staff=Rule.ALL, admin=Rule.ALL)
 _CATALOG = Entry(
     anonymous=Rule.ACTIVE_ONLY, customer=Rule.ACTIVE_ONLY, staff=Rule.ALL, admin=Rule.ALL
 )
+# Suggestions show what `products` shows by default, for every caller: active
+# products only (readmodel/queries.product_suggest narrows to them as well).
+_SUGGESTIONS = Entry(
+    anonymous=Rule.ACTIVE_ONLY,
+    customer=Rule.ACTIVE_ONLY,
+    staff=Rule.ACTIVE_ONLY,
+    admin=Rule.ACTIVE_ONLY,
+)
 _OWN_ORDERS = Entry(customer=Rule.OWN_ORDERS, staff=Rule.ALL, admin=Rule.ALL)
 _SELF = Entry(customer=Rule.SELF, staff=Rule.ALL, admin=Rule.ALL)
 _NODES = Entry(
@@ -112,7 +120,7 @@ _NODES = Entry(
 POLICY: dict[tuple[str, str], Entry] = {
     ("Query", "product"): _CATALOG,
     ("Query", "products"): _CATALOG,
-    ("Query", "productSuggestions"): _CATALOG,
+    ("Query", "productSuggestions"): _SUGGESTIONS,
     ("Query", "order"): _OWN_ORDERS,
     ("Query", "orders"): _OWN_ORDERS,
     ("Query", "customer"): _SELF,

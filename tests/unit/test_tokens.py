@@ -575,6 +575,25 @@ async def test_a_preflight_from_an_allowed_origin_gets_200_with_the_headers_cach
     assert response.headers["access-control-max-age"] == "600"
 
 
+async def test_a_preflight_for_the_trace_context_headers_is_allowed(app: Starlette) -> None:
+    # A browser app traced with OpenTelemetry sends traceparent and tracestate.
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        response = await client.options(
+            "/graphql",
+            headers={
+                "Origin": "https://shop.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type, traceparent, tracestate",
+            },
+        )
+
+    assert response.status_code == 200
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert "traceparent" in allowed
+    assert "tracestate" in allowed
+
+
 async def test_a_preflight_from_another_origin_is_refused(app: Starlette) -> None:
     response = await _cors(app, "OPTIONS", "https://evil.example")
 
