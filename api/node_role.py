@@ -30,6 +30,11 @@ SERVED: dict[str, frozenset[OperationType]] = {
     "query": frozenset({OperationType.QUERY, OperationType.SUBSCRIPTION}),
     "command": frozenset({OperationType.MUTATION}),
 }
+_PLURAL = {
+    OperationType.QUERY: "queries",
+    OperationType.MUTATION: "mutations",
+    OperationType.SUBSCRIPTION: "subscriptions",
+}
 _ELSEWHERE = {
     "query": "send mutations to a command node",
     "command": "send queries and subscriptions to a query node",
@@ -54,7 +59,7 @@ class NodeRoleGuard(SchemaExtension):
         if kind not in SERVED[self.role]:
             self._refuse(
                 GraphQLError(
-                    f"this is a {self.role} node, which does not serve {kind.value}s: "
+                    f"this is a {self.role} node, which does not serve {_PLURAL[kind]}: "
                     f"{_ELSEWHERE[self.role]}",
                     extensions={"code": "WRONG_NODE_ROLE", "role": self.role},
                 )
