@@ -199,13 +199,19 @@ class PublishedProgress:
 
 
 class PublishedQuarantine(Quarantine):
-    """A query node's quarantine: `at` answers from the published count when no
-    document of the read models is quarantined (no write-database read); only
-    otherwise does it ask the write database."""
+    """A query node's quarantine: `counts` is the published one, and `at` answers
+    from it when no document of the read models is quarantined (no
+    write-database read); only otherwise does it ask the write database. The
+    operator's commands (list, retry, drop) go to the write database as ever."""
 
     def __init__(self, engine: AsyncEngine, published: PublishedProgress) -> None:
         super().__init__(engine)
         self.published = published
+
+    async def counts(self) -> dict[str, int]:
+        """Read model -> quarantined documents, as last published (for /metrics)."""
+        found = await self.published.read()
+        return {name: p.quarantined for name, p in found.items() if p.quarantined}
 
     async def at(self, position: int, names: Any) -> list[Entry]:
         last = self.published.last

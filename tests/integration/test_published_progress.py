@@ -156,6 +156,7 @@ async def test_a_query_node_answers_tokens_lag_and_readiness_without_the_write_d
     assert await query_node.readiness() == {}
     assert await query_node.reader.wait_for(head, ["products"], timeout=10) is None
     assert await query_node.quarantine.at(head, ["products"]) == []
+    assert await query_node.quarantine.counts() == {}
     lags = {lag.name: lag for lag in await query_node.lag()}
     assert set(lags) == set(app.read_models)
     assert lags["products"].position == head
@@ -175,7 +176,10 @@ async def test_a_query_node_counts_the_lag_from_what_was_published(
     await write_published(app.search, app.settings.index_prefix, [figure])
 
     lags = {lag.name: lag for lag in await query_node.lag()}
+    quarantined = dataclasses.replace(figure, position=head, quarantined=2)
+    await write_published(app.search, app.settings.index_prefix, [quarantined])
 
+    assert await query_node.quarantine.counts() == {"orders": 2}
     assert lags["orders"].lag_events == 1
     assert lags["orders"].lag_seconds >= 2.0
     assert (lags["customers"].position, lags["customers"].head) == (0, 0)  # none published
