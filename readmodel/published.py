@@ -161,8 +161,12 @@ class ProgressUnreadable(Exception):
 
 
 class PublishedProgress:
-    """A query node's view of the published progress; keeps, per read model,
-    the furthest document it has read (a replica's older copy never wins)."""
+    """A query node's view of the published progress, as its last read found it.
+
+    Not the furthest ever read: a deleted document (a read model started afresh)
+    must read as absent. Whoever needs monotony keeps it (readmodel/progress.py
+    keeps the highest position per read model), and `PublishedQuarantine.at`
+    trusts a count only with a position at or past the token."""
 
     def __init__(self, client: AsyncElasticsearch, prefix: str, names: Sequence[str]) -> None:
         self.client = client
@@ -171,24 +175,22 @@ class PublishedProgress:
         self.last: dict[str, Published] = {}
 
     async def read(self) -> dict[str, Published]:
-        """Every read model's furthest document (absent: none published yet).
-        Raises ProgressUnreadable when the index cannot be read."""
+        """Every read model's document (absent: none published). Raises
+        ProgressUnreadable when the index cannot be read."""
         try:
             found = await self.client.mget(
                 index=progress_index(self.prefix), ids=self.names, realtime=True
             )
         except NotFoundError as error:
             raise ProgressUnreadable(f"{progress_index(self.prefix)} is missing") from error
+        read: dict[str, Published] = {}
         for doc in found["docs"]:
             if "error" in doc:
                 raise ProgressUnreadable(str(doc["error"].get("type", doc["error"]))[:200])
-            if not doc.get("found"):
-                continue
-            published = Published.from_source(doc["_id"], doc["_source"])
-            known = self.last.get(published.name)
-            if known is None or published.position >= known.position:
-                self.last[published.name] = published
-        return dict(self.last)
+            if doc.get("found"):
+                read[doc["_id"]] = Published.from_source(doc["_id"], doc["_source"])
+        self.last = read
+        return dict(read)
 
     async def positions(self, names: Sequence[str]) -> tuple[dict[str, int], int | None]:
         """Progress's source on a query node: positions by read model, and no head

@@ -208,3 +208,18 @@ async def test_readiness_is_per_role(app: Bicameral, query_node: Bicameral) -> N
 
 def test_a_query_node_never_embeds_a_worker() -> None:
     assert not Settings(node_role="query", embedded_worker=True).runs_embedded_worker
+
+
+async def test_a_read_model_started_afresh_forgets_the_progress_another_database_published(
+    app: Bicameral,
+) -> None:
+    # Left behind by a write database that is gone (a wiped SQLite file, say).
+    gone = Published("customers", 7, 7, 0.0, 0, "gone", datetime.now(UTC))
+    await write_published(app.search, app.settings.index_prefix, [gone])
+    assert await _published_position(app, "customers") == 7
+
+    await app.worker.run_until_caught_up()  # its first cycle readies Elasticsearch
+    await app.publisher.publish()
+
+    # Deleted; its new, lower position waits out the deleted version (safe: 0).
+    assert await _published_position(app, "customers") == 0

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from api.cli import _prepare_to_serve, main
 from api.context import Context
 from api.schema import build_schema
 from api.settings import Settings, SettingsError
@@ -74,3 +75,25 @@ async def test_queries_run_on_nodes_that_serve_them(role: str) -> None:
 def test_an_unknown_role_is_refused_by_the_settings() -> None:
     with pytest.raises(SettingsError, match="NODE_ROLE"):
         Settings(node_role="reader")
+
+
+# Nothing listens on port 1 of loopback: a query node must not even try it.
+UNREACHABLE_DATABASE = "postgresql+asyncpg://nobody:secret@127.0.0.1:1/none"
+
+
+async def test_a_query_node_prepares_to_serve_without_the_write_database() -> None:
+    settings = Settings(node_role="query", database_url=UNREACHABLE_DATABASE)
+
+    assert await _prepare_to_serve(settings, demo=False) is None
+    assert "query node" in str(await _prepare_to_serve(settings, demo=True))
+    # The same settings as any node: the check is skipped, not passed.
+    refused = await _prepare_to_serve(Settings(database_url=UNREACHABLE_DATABASE), demo=False)
+    assert refused is not None and "cannot use the write database" in refused
+
+
+def test_serve_takes_only_the_three_roles(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--role", "reader"])
+
+    assert exited.value.code == 2
+    assert "--role" in capsys.readouterr().err
