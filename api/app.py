@@ -53,10 +53,14 @@ async def _healthz(_: Request) -> Response:
 
 def _readyz(app: Bicameral) -> Any:
     async def readyz(_: Request) -> Response:
+        """Ready by the node's role (api/bootstrap.py, `readiness`), which it names."""
         problems = await app.readiness()
         if problems:
-            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return JSONResponse(
+                {"status": "unavailable", "role": app.role, "problems": problems},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "role": app.role})
 
     return readyz
 
@@ -73,7 +77,9 @@ def create_app(
     graphql = BicameralGraphQL(
         app,
         schema=build_schema(
-            mask_errors=settings.mask_errors, introspection=bool(settings.introspection)
+            mask_errors=settings.mask_errors,
+            introspection=bool(settings.introspection),
+            role=settings.node_role,
         ),
         graphql_ide="graphiql" if settings.graphiql else None,
         # Both protocols (graphql-transport-ws and the legacy graphql-ws) are on by
@@ -95,7 +101,8 @@ def create_app(
         if load_demo:
             await demo.load_demo(app)
         log.info(
-            "bicameral ready: write=%s search=%s worker=%s",
+            "bicameral ready: role=%s write=%s search=%s worker=%s",
+            app.role,
             app.engine.url.render_as_string(hide_password=True),
             settings.elasticsearch_url,
             "embedded" if app.runs_worker else "separate",

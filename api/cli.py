@@ -1,6 +1,7 @@
 """`bicameral`: the one console script.
 
-  bicameral serve [--demo] [--workers N]  the API (and, on SQLite, the feed worker);
+  bicameral serve [--demo] [--workers N] [--role all|query|command]
+                                      the API (and, on SQLite, the feed worker);
                                       N processes, default one per core (SQLite: one)
   bicameral worker                    the feed worker alone
   bicameral migrate                   create or upgrade the write database
@@ -83,6 +84,7 @@ def _serve(settings: Settings, workers: int | None) -> int:
     if settings.demo:
         # uvicorn's processes build their app from the environment (create_app reads it).
         os.environ["DEMO"] = "true"
+    os.environ["NODE_ROLE"] = settings.node_role
     _print_addresses(settings, workers)
     # An import string and a factory, so that uvicorn's own process model can run
     # several processes: each child calls `create_app()`, which reads the same
@@ -106,7 +108,10 @@ def _serve(settings: Settings, workers: int | None) -> int:
 
 def _print_addresses(settings: Settings, processes: int) -> None:
     base = f"http://{settings.host}:{settings.port}"
-    lines = [f"  processes:  {processes} (--workers N or WEB_CONCURRENCY to change)"]
+    lines = [
+        f"  processes:  {processes} (--workers N or WEB_CONCURRENCY to change)",
+        f"  role:       {settings.node_role} (--role or NODE_ROLE to change)",
+    ]
     if not settings.is_production:
         lines.append(f"  storefront: {base}/")
     if settings.graphiql:
@@ -121,7 +126,11 @@ async def _prepare_to_serve(settings: Settings, demo: bool) -> str | None:
     An embedded SQLite file is migrated here (it is the default set-up, and one
     process owns it); any other database must be migrated by its operator, so an
     old or empty one is named rather than half-used. Done once, before uvicorn
-    starts its workers. The demo data is loaded here too, for the same reason."""
+    starts its workers. The demo data is loaded here too, for the same reason.
+
+    A query node never touches the write database, so nothing is checked."""
+    if settings.node_role == "query":
+        return "--demo writes, which a query node does not serve" if demo else None
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
@@ -252,7 +261,9 @@ async def _worker(settings: Settings) -> int:
 
         # A thread of its own: a scrape never waits for the feed's event loop.
         start_http_server(settings.worker_metrics_port, addr=settings.host)
-    app = build(settings, embedded_worker=True)
+    # The worker is no query or command node, whatever NODE_ROLE the shared
+    # environment sets: it needs both databases, and publishes the progress.
+    app = build(dataclasses.replace(settings, node_role="all"), embedded_worker=True)
     instrument(app)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -444,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         help="API processes (default: WEB_CONCURRENCY, else one per core on PostgreSQL "
         "and one on SQLite; see README.md)",
     )
+    serve.add_argument(
+        "--role",
+        choices=["all", "query", "command"],
+        help="serve reads without the write database (query), writes without "
+        "Elasticsearch (command), or both (all); default: NODE_ROLE, else all",
+    )
     commands.add_parser("worker", help="run the feed worker alone")
     commands.add_parser("migrate", help="create or upgrade the write database's schema")
     token = commands.add_parser(
@@ -507,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
                 settings = dataclasses.replace(settings, demo=True)
             except SettingsError as error:
                 parser.error(str(error))
+        if args.role is not None:
+            settings = dataclasses.replace(settings, node_role=args.role)
         return _serve(settings, args.workers)
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "worker":

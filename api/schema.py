@@ -43,6 +43,7 @@ from api.mutations.receive_stock import receive_stock
 from api.mutations.register_customer import register_customer
 from api.mutations.ship_order import ship_order
 from api.mutations.update_product import update_product
+from api.node_role import NodeRoleGuard
 from api.policy import Policy
 from api.queries import Query
 from api.settings import Settings
@@ -248,7 +249,11 @@ class BicameralSchema(strawberry.Schema):
 
 
 def build_schema(
-    *, mask_errors: bool = True, introspection: bool = True, buckets: Buckets | None = None
+    *,
+    mask_errors: bool = True,
+    introspection: bool = True,
+    buckets: Buckets | None = None,
+    role: str = "all",
 ) -> strawberry.Schema:
     # Factories: strawberry builds fresh extensions per request. The parser and
     # validation caches live at module level, so they still serve every request;
@@ -264,6 +269,9 @@ def build_schema(
         lambda: MaskInternalErrors(mask=mask_errors),
         ConsistencyReport,
         lambda: CostReport(max_cost=LIMITS["max_cost"]),
+        # A query or command node refuses what its role does not serve (api/node_role.py);
+        # an `all` node has no such extension.
+        *([lambda: NodeRoleGuard(role=role)] if role != "all" else []),
         # Deny by default: a caller the policy table does not let use every root
         # field of the operation gets none of it (api/policy.py).
         Policy,

@@ -19,6 +19,7 @@ __all__ = ["Settings", "SettingsError", "usable_cores"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "production")
+NODE_ROLES = ("all", "query", "command")
 DEFAULT_ROLES = ("customer", "anonymous", "none")
 # scheme://host[:port], as browsers send it in `Origin` (a bracketed IPv6 host too).
 _ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
@@ -52,6 +53,9 @@ class Settings:
     shutdown_timeout: int = 5
     # Run the feed worker inside the API process (default: yes on SQLite, no elsewhere).
     embedded_worker: bool | None = None
+    # What `bicameral serve` serves: `all`, `query` (reads, without the write database)
+    # or `command` (mutations, without Elasticsearch); `serve --role` overrides it.
+    node_role: str = "all"
     # Events the feed worker reads and projects per batch.
     feed_batch_size: int = 500
     # Seconds the worker sleeps between polls when nothing wakes it.
@@ -164,6 +168,7 @@ class Settings:
             ("request_timeout", 0 < self.request_timeout < math.inf, "above 0"),
             ("idempotency_ttl_hours", 0 < self.idempotency_ttl_hours < math.inf, "above 0"),
             ("bicameral_env", self.bicameral_env in ENVIRONMENTS, " or ".join(ENVIRONMENTS)),
+            ("node_role", self.node_role in NODE_ROLES, " or ".join(NODE_ROLES)),
             ("auth_clock_skew", 0 <= self.auth_clock_skew <= 300, "0 to 300 seconds"),
             ("auth_jwks_cache_seconds", 0 < self.auth_jwks_cache_seconds < math.inf, "above 0"),
             ("auth_role_claim", bool(self.auth_role_claim.strip()), "a claim name"),
@@ -239,6 +244,8 @@ class Settings:
 
     @property
     def runs_embedded_worker(self) -> bool:
+        if self.node_role == "query":
+            return False  # a query node has no write database to read the outbox from
         if self.embedded_worker is None:
             return self.is_sqlite
         return self.embedded_worker

@@ -21,6 +21,12 @@ A position beyond the outbox head can never be reached by waiting: a token a
 mutation returned is at or below the head as soon as the client holds it.
 Such a wait answers stale at once, with the head read after it registered
 (never an older one), instead of parking for the whole bound.
+
+Where the positions come from is the `source`: by default the write
+database (`Checkpoints.reached` per read model waited on, then the outbox
+head); on a query node the progress the workers publish in Elasticsearch
+(readmodel/published.py), which has no head a fresh token can be checked
+against, so there a wait for a position beyond the head parks for its bound.
 """
 
 from __future__ import annotations
@@ -28,18 +34,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from readmodel.checkpoints import Checkpoints
 from writemodel import outbox
 from writemodel.database import is_database_fault, read_only
-from writemodel.tables import checkpoints
 from writemodel.unit_of_work import WriteDatabaseUnavailable
 
-__all__ = ["Progress", "Waited"]
+__all__ = ["Progress", "Source", "Waited"]
+
+# Read model names -> (their positions, the outbox head or None when unknown).
+Source = Callable[[Sequence[str]], Awaitable[tuple[Mapping[str, int], int | None]]]
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +74,30 @@ class _Waiter:
 class Progress:
     """One per process: answers `wait` from a shared read of the checkpoints."""
 
-    def __init__(self, engine: AsyncEngine, *, poll_interval: float = 0.02) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        poll_interval: float = 0.02,
+        source: Source | None = None,
+        unreadable: Callable[[], Exception] | None = None,
+    ) -> None:
         self.engine = engine
+        self.checkpoints = Checkpoints(engine)
         self.poll_interval = poll_interval
-        # Checkpoint name -> the highest position a read has seen it at.
+        self.source: Source = source or self._from_write_database
+        # What a wait raises when its bound passed with the source unreadable.
+        self.unreadable = unreadable or (
+            lambda: WriteDatabaseUnavailable(
+                "the write database, which records how far the read models have come, "
+                "could not be reached"
+            )
+        )
+        # Read model name -> the highest position a read has seen it at.
         self.positions: dict[str, int] = {}
         self.head = 0
+        # Whether the source tells the head (the published progress does not).
+        self.knows_head = False
         # The last read's failure, while the write database cannot be read, and
         # the number of that read.
         self.error: BaseException | None = None
@@ -106,10 +132,7 @@ class Progress:
         except TimeoutError:
             # Only a read made for this wait may fail it, not an outage long past.
             if self.error is not None and self.failed_read >= waiter.first_read:
-                raise WriteDatabaseUnavailable(
-                    "the write database, which records how far the read models have come, "
-                    "could not be reached"
-                ) from self.error
+                raise self.unreadable() from self.error
             return Waited(self.reached(names))
         finally:
             self._waiters.discard(waiter)
@@ -154,15 +177,23 @@ class Progress:
                     await self._poke.wait()
 
     async def read(self) -> None:
-        """Every checkpoint and the outbox head, on one connection held for one read."""
-        async with read_only(self.engine) as conn:
-            rows = await conn.execute(select(checkpoints.c.name, checkpoints.c.position))
-            found = {row.name: row.position for row in rows}
-            head, _ = await outbox.head(conn)
+        """The positions of the read models waited on, and the head, from the source."""
+        names = sorted({name for waiter in self._waiters for name in waiter.names})
+        found, head = await self.source(names)
         for name, position in found.items():
             if position > self.positions.get(name, -1):
                 self.positions[name] = position
-        self.head = max(self.head, head)
+        if head is not None:
+            self.head = max(self.head, head)
+            self.knows_head = True
+
+    async def _from_write_database(self, names: Sequence[str]) -> tuple[dict[str, int], int]:
+        """Each read model's `Checkpoints.reached` (the one reading of checkpoints
+        every part shares), then the outbox head, read after them."""
+        found = {name: await self.checkpoints.reached([name]) for name in names}
+        async with read_only(self.engine) as conn:
+            head, _ = await outbox.head(conn)
+        return found, head
 
     def _answer(self, read: int) -> None:
         for waiter in list(self._waiters):
@@ -171,5 +202,5 @@ class Progress:
             reached = self.reached(waiter.names)
             if reached >= waiter.position:
                 waiter.done.set_result(Waited(reached))
-            elif waiter.first_read <= read and waiter.position > self.head:
+            elif self.knows_head and waiter.first_read <= read and waiter.position > self.head:
                 waiter.done.set_result(Waited(reached, beyond_head=True))

@@ -23,6 +23,7 @@ from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
 from readmodel.checkpoints import Checkpoints
 from readmodel.indexes import INDEXES, IndexDefinition
+from readmodel.published import forget_published
 
 __all__ = [
     "AliasState",
@@ -198,11 +199,14 @@ async def forget_another_database(
     """Start afresh each of `read_models` (name -> index) whose index holds
     documents although no worker ever projected it from this write database (no
     checkpoint row): a wiped SQLite file, say, beside a node that kept its data.
-    Elasticsearch is never the source of truth, so the feed fills it from 0."""
+    Elasticsearch is never the source of truth, so the feed fills it from 0.
+    Its published progress (readmodel/published.py) goes too: it was that
+    other database's."""
     projected = {c.name for c in await checkpoints.all() if c.updated_at is not None}
     for name, index in read_models.items():
         if name in projected:
             continue
+        await forget_published(client, prefix, [name])
         alias = index.alias(prefix)
         held = (await client.count(index=alias))["count"]
         if held:

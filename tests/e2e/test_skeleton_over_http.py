@@ -74,7 +74,7 @@ def test_graphiql_health_and_readiness_answer(server: Server) -> None:
     assert "graphiql" in page.text.lower()
     assert httpx.get(f"{server.url}/healthz", timeout=10).json() == {"status": "ok"}
     ready = httpx.get(f"{server.url}/readyz", timeout=10)
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "role": "all"})
 
 
 def test_bad_requests_get_clear_errors_never_a_500(server: Server) -> None:
