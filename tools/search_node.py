@@ -434,21 +434,27 @@ def _settings(node: _Node, cluster: _Cluster | None = None) -> str:
             "transport.port": node.port + TRANSPORT_OFFSET,
             "discovery.seed_hosts": cluster.seed_hosts,
         }
-        if not _has_cluster_state(node):
-            # Only to form the cluster the first time: a node that has joined one
-            # keeps its identity in its data folder, and Elasticsearch warns about
-            # (and a wiped node could form a second cluster from) a stale list.
+        if not _joined(node):
+            # Only until the cluster has formed once: a node that has joined one keeps
+            # it in its data folder, and Elasticsearch warns about a stale list. Not
+            # "until data/ has files": a first start that failed halfway leaves some,
+            # and then the nodes would wait for a cluster no one may form.
             settings["cluster.initial_master_nodes"] = cluster.node_names
     lines = [f"{key}: {json.dumps(value)}" for key, value in settings.items()]
     return "# Written by tools/search_node.py on every start.\n" + "\n".join(lines) + "\n"
 
 
-def _has_cluster_state(node: _Node) -> bool:
-    return node.data.is_dir() and any(node.data.iterdir())
+def _joined_marker(node: _Node) -> Path:
+    """Written once the node has been seen in its formed, green cluster."""
+    return node.root / "cluster.joined"
+
+
+def _joined(node: _Node) -> bool:
+    return _joined_marker(node).exists()
 
 
 def _prepare(node: _Node, home: Path, cluster: _Cluster | None = None) -> None:
-    settings = _settings(node, cluster)  # before data/ exists: is it the first start?
+    settings = _settings(node, cluster)
     for folder in (node.root, node.data, node.logs, node.tmp):
         folder.mkdir(parents=True, exist_ok=True)
     if not node.config.exists():
@@ -682,6 +688,8 @@ def _start_cluster(
                     launched[node] = _launch(node, home, java_home)
             _wait_launched(launched, began + timeout)
             health = _wait_green(nodes, began + timeout)
+            for node in nodes:
+                _joined_marker(node).touch()
         except BaseException:
             for node, launcher in launched.items():
                 if launcher is not None:

@@ -45,10 +45,25 @@ def test_a_node_that_has_joined_its_cluster_is_not_told_to_form_one_again(
     tmp_path: Path,
 ) -> None:
     node = _Node.at(9270, tmp_path)
-    node.data.mkdir(parents=True)
-    (node.data / "_state").mkdir()
+    node.root.mkdir(parents=True)
+    (node.root / "cluster.joined").touch()
 
     written = _parsed(_settings(node, _Cluster((9270, 9271, 9272))))
 
     assert "cluster.initial_master_nodes" not in written
     assert written["discovery.seed_hosts"]
+
+
+def test_a_node_whose_first_start_failed_halfway_is_still_told_to_form_the_cluster(
+    tmp_path: Path,
+) -> None:
+    node = _Node.at(9270, tmp_path)
+    (node.data / "_state").mkdir(parents=True)  # what a node writes before the cluster forms
+
+    written = _parsed(_settings(node, _Cluster((9270, 9271, 9272))))
+
+    assert written["cluster.initial_master_nodes"] == [
+        "bicameral-9270",
+        "bicameral-9271",
+        "bicameral-9272",
+    ]
