@@ -162,29 +162,37 @@ async def test_every_acknowledged_write_is_searchable_after_a_node_is_killed_and
     victim = _primary_node_port(shards)
     writers = Writers(app)
     tasks = [asyncio.create_task(writers.write(w)) for w in range(WRITERS)]
-
-    await asyncio.sleep(2.0)  # writes under way, some projected
-    pid = search_node.status(victim, DATA_DIR)["pid"]
-    assert pid is not None, f"the node on {victim} was not started by this test's cluster"
-    os.kill(pid, signal.SIGKILL)
-    await _wait_for(
-        lambda: _fewer_nodes(app), time.monotonic() + 60, "the cluster to see the node gone"
-    )
-    # Writes go on, and the worker goes on projecting them, while the node is away.
-    acknowledged, projected = writers.acknowledged, await app.checkpoints.reached(["products"])
-    await asyncio.sleep(3.0)
-    await _wait_for(
-        lambda: _reached(app, projected + 1),
-        time.monotonic() + 60,
-        "the worker to project a write with one node down",
-    )
-    assert writers.acknowledged > acknowledged
-    # The same call starts whichever node is missing and waits for green with all three.
-    await asyncio.to_thread(search_node.start, port=PORT, data_dir=DATA_DIR, nodes=NODES)
-    await asyncio.sleep(2.0)  # and go on after it is back
-
-    writers.stopping.set()
-    await asyncio.gather(*tasks)
+    try:
+        await asyncio.sleep(2.0)  # writes under way, some projected
+        pid = search_node.status(victim, DATA_DIR)["pid"]
+        assert pid is not None, f"the node on {victim} was not started by this test's cluster"
+        os.kill(pid, signal.SIGKILL)
+        await _wait_for(
+            lambda: _fewer_nodes(app), time.monotonic() + 60, "the cluster to see the node gone"
+        )
+        # Writes go on, and the worker goes on projecting them, while the node is away.
+        acknowledged, projected = writers.acknowledged, await app.checkpoints.reached(["products"])
+        await asyncio.sleep(3.0)
+        await _wait_for(
+            lambda: _reached(app, projected + 1),
+            time.monotonic() + 60,
+            "the worker to project a write with one node down",
+        )
+        assert writers.acknowledged > acknowledged
+        # The same call starts whichever node is missing and waits for green with all three.
+        await asyncio.to_thread(
+            search_node.start, port=PORT, data_dir=DATA_DIR, nodes=NODES, timeout=240.0
+        )
+        await asyncio.sleep(2.0)  # and go on after it is back
+    finally:
+        writers.stopping.set()
+        # Each ends its loop; a failure above leaves no writer behind either.
+        done, hung = await asyncio.wait(tasks, timeout=30)
+        for task in hung:
+            task.cancel()
+    assert not hung, "a writer did not finish its last command in 30 s"
+    for task in done:
+        task.result()  # a writer's own failure fails the test
     await _wait_for(
         lambda: _reached(app, writers.position),
         time.monotonic() + 120,
