@@ -879,7 +879,8 @@ def main(argv: list[str] | None = None, prog: str = "bicameral search-node") -> 
                 for state in cluster["nodes"]:
                     _print_status(state)
                     print()
-                print(f"cluster  {cluster['health'] or '-'}, {cluster['number_of_nodes']} nodes")
+                joined = cluster["number_of_nodes"]
+                print(f"cluster  {cluster['health'] or '-'}, {joined or 'no'} nodes joined")
                 return 0 if cluster["running"] else 3
             state = status(args.port, args.data_dir)
             _print_status(state)
