@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tools import search_node
 from tools.search_node import _Cluster, _Node, _settings
 
@@ -67,3 +69,17 @@ def test_a_node_whose_first_start_failed_halfway_is_still_told_to_form_the_clust
         "bicameral-9271",
         "bicameral-9272",
     ]
+
+
+def test_status_of_a_cluster_with_no_node_running_exits_3_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = search_node.main(["status", "--nodes", "3", "--port", "1", "--data-dir", str(tmp_path)])
+
+    assert code == 3
+    assert "no nodes joined" in capsys.readouterr().out
+
+
+def test_a_cluster_of_no_nodes_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(search_node.SearchNodeError, match="at least one node"):
+        search_node.start(port=9270, data_dir=tmp_path, nodes=0)
