@@ -49,7 +49,7 @@ from readmodel.published import (
 )
 from readmodel.quarantine import Quarantine
 from readmodel.reader import Reader
-from readmodel.setup import ensure_indexes
+from readmodel.setup import ensure_indexes, laid_out
 from readmodel.wakeup import PostgresWakeup
 from writemodel import outbox
 from writemodel.database import create_engine, is_database_fault, is_postgres, read_only
@@ -69,8 +69,11 @@ class Bicameral:
     def __init__(self, settings: Settings, *, embedded_worker: bool | None = None) -> None:
         self.settings = settings
         self.engine = create_engine(settings.write_database_url)
+        # Every node ELASTICSEARCH_URL names; a request that fails on one is retried on
+        # the next. No sniffing: nodes would hand out their publish addresses, which a
+        # client outside their network (a container, a load balancer) may not reach.
         self.search = AsyncElasticsearch(
-            settings.elasticsearch_url, request_timeout=30, retry_on_timeout=True, max_retries=2
+            settings.elasticsearch_hosts, request_timeout=30, retry_on_timeout=True, max_retries=2
         )
         self.commands = CommandService(
             lambda: SqlUnitOfWork(self.engine),
@@ -78,7 +81,9 @@ class Bicameral:
         )
         self.checkpoints = Checkpoints(self.engine)
         self.role = settings.node_role
-        projections = default_projections()
+        projections = laid_out(default_projections(), settings.index_layout)
+        # The read models' indexes under ELASTICSEARCH_SHARDS, _REPLICAS, _REFRESH_INTERVAL.
+        self.indexes = {p.name: p.index for p in projections}
         # The read models' names, as the lag, the hub and the worker know them.
         self.read_models = [p.name for p in projections]
         # The progress the workers publish: what a query node knows of the read side.
@@ -136,6 +141,7 @@ class Bicameral:
             index_prefix=settings.index_prefix,
             owner=self.worker.owner,
             interval=settings.feed_poll_interval,
+            replicas=settings.index_layout.replicas,
         )
         self.worker.listeners.append(self.publisher.applied)
         self._worker_task: asyncio.Task[None] | None = None
@@ -184,8 +190,12 @@ class Bicameral:
         """
         if self.role != "command":
             try:
-                await ensure_indexes(self.search, self.settings.index_prefix)
-                await ensure_progress_index(self.search, self.settings.index_prefix)
+                await ensure_indexes(self.search, self.settings.index_prefix, self.indexes)
+                await ensure_progress_index(
+                    self.search,
+                    self.settings.index_prefix,
+                    replicas=self.settings.index_layout.replicas,
+                )
             except Exception as error:
                 log.warning("Elasticsearch not ready (%s); the worker will create indexes", error)
         if self.role == "query":

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from readmodel.indexes import IndexLayout
+
 __all__ = ["Settings", "SettingsError", "usable_cores"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +26,8 @@ DEFAULT_ROLES = ("customer", "anonymous", "none")
 # scheme://host[:port], as browsers send it in `Origin` (a bracketed IPv6 host too).
 _ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# An Elasticsearch time value as index.refresh_interval takes it; -1: no periodic refresh.
+_TIME_VALUE = re.compile(r"-1|[0-9]+(nanos|micros|ms|s|m|h|d)")
 
 
 class SettingsError(ValueError):
@@ -36,8 +40,14 @@ class Settings:
     data_dir: Path = PROJECT_ROOT / ".data"
     # Write database, an SQLAlchemy async URL (sqlite+aiosqlite:// or postgresql+asyncpg://).
     database_url: str = ""
-    # Elasticsearch to read from and project into; the default is the local node.
+    # Elasticsearch to read from and project into; several nodes of one cluster: comma-separated.
     elasticsearch_url: str = "http://127.0.0.1:9200"
+    # Primary shards of each read model's index; a change takes `bicameral readmodel rebuild`.
+    elasticsearch_shards: int = 1
+    # Replicas of each shard; applied to existing indexes when a worker starts.
+    elasticsearch_replicas: int = 0
+    # The indexes' own refresh interval (e.g. 30s, -1: none); empty: Elasticsearch's default.
+    elasticsearch_refresh_interval: str = ""
     # Prefix of every index and alias name, so several deployments can share a cluster.
     index_prefix: str = "bicameral"
     # Address `bicameral serve` binds to.
@@ -131,6 +141,14 @@ class Settings:
     def __post_init__(self) -> None:
         checks = [
             ("port", 1 <= self.port <= 65535, "a port from 1 to 65535"),
+            ("elasticsearch_shards", 1 <= self.elasticsearch_shards <= 1024, "from 1 to 1024"),
+            ("elasticsearch_replicas", self.elasticsearch_replicas >= 0, "0 or more"),
+            (
+                "elasticsearch_refresh_interval",
+                not self.elasticsearch_refresh_interval
+                or _TIME_VALUE.fullmatch(self.elasticsearch_refresh_interval),
+                "empty (Elasticsearch's default), -1 (none) or a time such as 1s, 500ms, 1m",
+            ),
             ("search_node_port", 1 <= self.search_node_port <= 65535, "a port from 1 to 65535"),
             (
                 "worker_metrics_port",
@@ -182,6 +200,7 @@ class Settings:
         for name, ok, wanted in checks:
             if not ok:
                 raise SettingsError(f"{name.upper()}={getattr(self, name)!r} must be {wanted}")
+        _check_elasticsearch_url(self.elasticsearch_url)
         for origin in self.allowed_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise SettingsError(
@@ -210,6 +229,20 @@ class Settings:
     def allowed_origins(self) -> tuple[str, ...]:
         """CORS_ORIGINS as a list; empty: no page on another origin may call the API."""
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+    @property
+    def elasticsearch_hosts(self) -> list[str]:
+        """ELASTICSEARCH_URL as the list of nodes the client spreads its requests over."""
+        return [url.strip() for url in self.elasticsearch_url.split(",") if url.strip()]
+
+    @property
+    def index_layout(self) -> IndexLayout:
+        """Shards, replicas and refresh interval of every read model's index."""
+        return IndexLayout(
+            shards=self.elasticsearch_shards,
+            replicas=self.elasticsearch_replicas,
+            refresh_interval=self.elasticsearch_refresh_interval or None,
+        )
 
     @property
     def uses_local_signing_key(self) -> bool:
@@ -272,6 +305,24 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0)) or 1
     return os.cpu_count() or 1
+
+
+def _check_elasticsearch_url(value: str) -> None:
+    """Each comma-separated node is http(s)://host[:port][/path]; else a SettingsError."""
+    hosts = [url.strip() for url in value.split(",")]
+    if not any(hosts):
+        raise SettingsError("ELASTICSEARCH_URL is empty: give one node's URL, or several")
+    for url in hosts:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 -- raises ValueError when out of range or not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(
+                f"ELASTICSEARCH_URL has {url!r}: each node is http(s)://host[:port], "
+                "several separated by commas"
+            )
 
 
 def _unsafe_in_production(settings: Settings) -> str | None:

@@ -14,16 +14,25 @@ Only what the bare integ-test distribution has (see docs/elasticsearch.md):
 the `standard` analyzer, keyword, numeric, date, boolean and `completion`
 fields. Case-insensitive sorting uses a lower-cased keyword filled in by the
 projection rather than a normalizer.
+
+How an index is laid out on the cluster (shards, replicas, refresh interval)
+is not part of its definition but an `IndexLayout` from the settings
+(ELASTICSEARCH_SHARDS, ELASTICSEARCH_REPLICAS, ELASTICSEARCH_REFRESH_INTERVAL),
+and stays out of the digest: the same documents under the same mapping, on
+more shards, are not an outdated read model. Replicas and the refresh interval
+can change on a live index (readmodel/setup.py applies them at start); the
+shard count cannot, so a new one reaches an index only when it is created, by
+`bicameral readmodel rebuild` (docs/elasticsearch.md, "A cluster").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["CUSTOMERS", "INDEXES", "ORDERS", "PRODUCTS", "IndexDefinition"]
+__all__ = ["CUSTOMERS", "INDEXES", "ORDERS", "PRODUCTS", "IndexDefinition", "IndexLayout"]
 
 _KEYWORD = {"type": "keyword"}
 _DATE = {"type": "date"}
@@ -32,13 +41,51 @@ _INT = {"type": "integer"}
 _TEXT = {"type": "text", "analyzer": "standard"}
 
 
+# What the digest has always hashed as the index's settings, when one shard and
+# no replica were written here. Kept as it was so that no index in service is
+# taken for outdated; the layout in use comes from `IndexLayout` and is not hashed.
+_DIGESTED_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}
+
+
+@dataclass(frozen=True)
+class IndexLayout:
+    """Shards, replicas and refresh interval of the read models' indexes."""
+
+    shards: int = 1
+    replicas: int = 0
+    # An Elasticsearch time value ("1s", "30s", "-1": never by itself); None: its own
+    # default (1s, skipped while the index gets no searches). The feed makes what it
+    # writes searchable with explicit refreshes (readmodel/feed.py), whatever this is.
+    refresh_interval: str | None = None
+
+    @property
+    def dynamic(self) -> dict[str, Any]:
+        """The settings a live index takes; None resets the refresh interval to the default."""
+        return {"number_of_replicas": self.replicas, "refresh_interval": self.refresh_interval}
+
+    @property
+    def creation(self) -> dict[str, Any]:
+        """The settings to create an index with."""
+        created: dict[str, Any] = {"number_of_shards": self.shards, **self.dynamic}
+        if self.refresh_interval is None:
+            del created["refresh_interval"]
+        return created
+
+
 @dataclass(frozen=True)
 class IndexDefinition:
     name: str
     properties: dict[str, Any]
-    settings: dict[str, Any] = field(
-        default_factory=lambda: {"number_of_shards": 1, "number_of_replicas": 0}
-    )
+    layout: IndexLayout = IndexLayout()
+
+    def laid_out(self, layout: IndexLayout) -> IndexDefinition:
+        """The same index (same mapping, same digest) under another layout."""
+        return replace(self, layout=layout)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings to create an index with."""
+        return self.layout.creation
 
     @property
     def mappings(self) -> dict[str, Any]:
@@ -54,7 +101,8 @@ class IndexDefinition:
     def digest(self) -> str:
         # Over the mapping without `_meta`: the digests of indexes made before
         # `_meta` was stored stay the same, so they are not taken for outdated.
-        body = json.dumps({"m": self._typed_mappings, "s": self.settings}, sort_keys=True)
+        # Not over the layout (see _DIGESTED_SETTINGS).
+        body = json.dumps({"m": self._typed_mappings, "s": _DIGESTED_SETTINGS}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:10]
 
     def alias(self, prefix: str) -> str:

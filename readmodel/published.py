@@ -91,7 +91,9 @@ PROGRESS_MAPPINGS: dict[str, Any] = {
         "publishedAt": {"type": "date"},
     },
 }
-_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}
+# One small document per read model: one shard is plenty. Replicas follow
+# ELASTICSEARCH_REPLICAS, so losing the node that holds it leaves query nodes ready.
+_SHARDS = 1
 
 
 def progress_index(prefix: str) -> str:
@@ -103,15 +105,20 @@ def progress_index(prefix: str) -> str:
     return f"{prefix}-progress"
 
 
-async def ensure_progress_index(client: AsyncElasticsearch, prefix: str) -> None:
-    """Create the progress index and its alias unless they exist (never rebuilt)."""
+async def ensure_progress_index(
+    client: AsyncElasticsearch, prefix: str, *, replicas: int = 0
+) -> None:
+    """Create the progress index and its alias unless they exist (never rebuilt),
+    with `replicas` copies, which an existing one takes too (a dynamic setting)."""
     alias = progress_index(prefix)
     physical = f"{alias}-1"
+    settings = {"number_of_shards": _SHARDS, "number_of_replicas": replicas}
     try:
-        await client.indices.create(index=physical, mappings=PROGRESS_MAPPINGS, settings=_SETTINGS)
+        await client.indices.create(index=physical, mappings=PROGRESS_MAPPINGS, settings=settings)
     except BadRequestError as error:
         if error.error != "resource_already_exists_exception":
             raise
+        await client.indices.put_settings(index=physical, settings={"number_of_replicas": replicas})
     await client.indices.put_alias(index=physical, name=alias)
     await client.cluster.health(index=physical, wait_for_status="yellow", timeout="30s")
 
@@ -237,6 +244,7 @@ class ProgressPublisher:
         index_prefix: str,
         owner: str,
         interval: float,
+        replicas: int = 0,
         spacing: float = 0.05,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -248,6 +256,7 @@ class ProgressPublisher:
         self.prefix = index_prefix
         self.owner = owner
         self.interval = interval
+        self.replicas = replicas
         self.spacing = spacing
         self.clock = clock
         self.failing = False
@@ -317,7 +326,7 @@ class ProgressPublisher:
     async def publish(self) -> list[Published]:
         """Read and publish every read model's progress; what was sent."""
         if not self._ready:
-            await ensure_progress_index(self.client, self.prefix)
+            await ensure_progress_index(self.client, self.prefix, replicas=self.replicas)
             self._ready = True
         figures = await self.read()
         await write_published(self.client, self.prefix, figures)

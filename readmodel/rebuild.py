@@ -176,6 +176,8 @@ async def rebuild(
     More than `max_refused` documents refused for themselves stop it (`RebuildError`)."""
     started = time.monotonic()
     index, projection = _definition(name), _projection(worker, name)
+    # Under the layout the settings gave the worker's projections: how a new shard count comes in.
+    index = index.laid_out(projection.index.layout)
     target, old, resumed = await _prepare(client, prefix, index)
     log.info("rebuilding %s into %s%s", name, target, " (resumed)" if resumed else "")
     loaded_as_of = await _settled(engine)

@@ -1,8 +1,9 @@
 """Create the read models' indexes and aliases, and tell when one is out of date.
 
 `prepare` is everything the feed needs of Elasticsearch before its first
-cycle, in one call: every index and alias, and a fresh index for a read model
-whose index holds another write database's documents.
+cycle, in one call: every index and alias, the layout the settings ask for
+(replicas and refresh interval, which a live index takes), and a fresh index
+for a read model whose index holds another write database's documents.
 
 A physical index is `<alias>-<digest>-<generation>` (readmodel/indexes.py).
 Whether a rebuild is due is decided by the digest the serving index carries
@@ -15,24 +16,27 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
 from readmodel.checkpoints import Checkpoints
-from readmodel.indexes import INDEXES, IndexDefinition
+from readmodel.indexes import INDEXES, IndexDefinition, IndexLayout
+from readmodel.projections import Projection
 from readmodel.published import forget_published
 
 __all__ = [
     "AliasState",
     "alias_state",
+    "apply_layout",
     "create_index",
     "ensure_index",
     "ensure_indexes",
     "forget_another_database",
     "generation_of",
+    "laid_out",
     "next_generation",
     "physical_indexes",
     "prepare",
@@ -186,8 +190,55 @@ async def start_afresh(client: AsyncElasticsearch, prefix: str, index: IndexDefi
     return fresh
 
 
-async def ensure_indexes(client: AsyncElasticsearch, prefix: str) -> dict[str, AliasState]:
-    return {name: await ensure_index(client, prefix, d) for name, d in INDEXES.items()}
+async def ensure_indexes(
+    client: AsyncElasticsearch, prefix: str, indexes: Mapping[str, IndexDefinition] = INDEXES
+) -> dict[str, AliasState]:
+    """Every read model's index and alias; `indexes` (name -> index) says with which
+    layout the missing ones are created (see `laid_out`)."""
+    return {name: await ensure_index(client, prefix, d) for name, d in indexes.items()}
+
+
+def laid_out(projections: Iterable[Projection], layout: IndexLayout) -> list[Projection]:
+    """The projections, each writing an index under `layout`: the composition root
+    lays them out once, so that every index the feed, the rebuild or a fresh start
+    creates gets the shards, replicas and refresh interval of the settings."""
+    projections = list(projections)
+    for projection in projections:
+        projection.index = projection.index.laid_out(layout)
+    return projections
+
+
+async def apply_layout(
+    client: AsyncElasticsearch, index: IndexDefinition, state: AliasState
+) -> None:
+    """Give the index serving (and one a rebuild is building) the replicas and the
+    refresh interval of `index.layout`, where they differ; these change on a live
+    index. The shard count does not: a different one is logged, and reaches the
+    read model with its next rebuild."""
+    physical = [name for name in (state.serving, state.building) if name is not None]
+    if not physical:
+        return
+    found = await client.indices.get_settings(index=",".join(physical), name="index.*")
+    wanted = index.layout
+    for name, body in found.body.items():
+        current = body["settings"]["index"]
+        if (int(current["number_of_replicas"]), current.get("refresh_interval")) != (
+            wanted.replicas,
+            wanted.refresh_interval,
+        ):
+            await client.indices.put_settings(index=name, settings=wanted.dynamic)
+            log.info("%s: replicas and refresh interval set to %s", name, wanted.dynamic)
+        if int(current["number_of_shards"]) != wanted.shards:
+            log.warning(
+                "%s has %s primary shards where ELASTICSEARCH_SHARDS asks for %d; a shard "
+                "count is fixed when an index is made: `bicameral readmodel rebuild %s` "
+                "builds one with %d",
+                name,
+                current["number_of_shards"],
+                wanted.shards,
+                index.name,
+                wanted.shards,
+            )
 
 
 async def forget_another_database(
@@ -227,6 +278,9 @@ async def prepare(
     read_models: Mapping[str, IndexDefinition],
 ) -> None:
     """Ready Elasticsearch for a feed of `read_models` (name -> index): every
-    index and alias exists, and none of theirs holds another database's documents."""
-    await ensure_indexes(client, prefix)
+    index and alias exists, theirs are laid out as their definitions say (replicas,
+    refresh interval), and none of theirs holds another database's documents."""
+    states = await ensure_indexes(client, prefix, {**INDEXES, **read_models})
+    for name, index in read_models.items():
+        await apply_layout(client, index, states[name])
     await forget_another_database(client, prefix, checkpoints, read_models)

@@ -10,6 +10,18 @@ the unprivileged system user ``bicameral``, created on first use.
     python -m tools.search_node start --port 9250 --data-dir .data/test
     python -m tools.search_node status|logs|stop --port 9250 --data-dir .data/test
 
+With ``--nodes N`` (N > 1) it runs a local cluster of N nodes instead, for
+tests and the bench (see "A local cluster" in docs/elasticsearch.md):
+
+    python -m tools.search_node start --nodes 3 --port 9270 --data-dir .data/cluster
+
+Node ``i`` serves HTTP on ``port + i`` and talks to the others over its
+transport port, ``port + i + 100`` (fixed rather than chosen by the node, because
+every node must know every other's address before any of them starts); each
+node keeps its own ``es-<http port>`` folder, so ``--port 9271`` alone still
+finds, stops or reports the second node. All N are master-eligible data nodes,
+so any one may stop and the other two keep a quorum.
+
 Standard library only: this runs before anything else is set up.
 """
 
@@ -42,6 +54,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_VERSION",
     "SearchNodeError",
+    "cluster_status",
     "ensure_distribution",
     "ensure_running",
     "logs",
@@ -60,6 +73,13 @@ HEAP = "512m"
 DEFAULT_JDK = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 _ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
 _LOG_TAIL = 40
+# A cluster node's transport port is its HTTP port plus this.
+TRANSPORT_OFFSET = 100
+# JVM options that start a cluster's nodes in about half the time on a busy 2-core
+# machine (23-28 s against 44-49 s measured for 3 nodes): the client compiler only,
+# and no touching every page of the heap up front. Steady-state speed suffers, so a
+# cluster measured by the bench starts with --full-jit.
+_QUICK_START = ["-XX:TieredStopAtLevel=1", "-XX:-AlwaysPreTouch"]
 
 # Loopback only: never send these requests through an http_proxy from the environment.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -372,7 +392,28 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _settings(node: _Node) -> str:
+@dataclass(frozen=True)
+class _Cluster:
+    """The nodes of one local cluster, by HTTP port.
+
+    Named `bicameral` like a single node (Elasticsearch names its log file after
+    the cluster, and `logs` looks for bicameral.log): a node joins only the nodes
+    its seed hosts list, the transport ports of its own cluster, and a single
+    node never looks for others."""
+
+    ports: tuple[int, ...]
+    quick_start: bool = True
+
+    @property
+    def seed_hosts(self) -> list[str]:
+        return [f"127.0.0.1:{port + TRANSPORT_OFFSET}" for port in self.ports]
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"bicameral-{port}" for port in self.ports]
+
+
+def _settings(node: _Node, cluster: _Cluster | None = None) -> str:
     settings: dict[str, object] = {
         "cluster.name": "bicameral",
         "node.name": f"bicameral-{node.port}",
@@ -387,11 +428,33 @@ def _settings(node: _Node) -> str:
         "cluster.routing.allocation.disk.threshold_enabled": False,
         "action.destructive_requires_name": False,
     }
+    if cluster is not None:
+        del settings["discovery.type"]
+        settings |= {
+            "transport.port": node.port + TRANSPORT_OFFSET,
+            "discovery.seed_hosts": cluster.seed_hosts,
+        }
+        if not _joined(node):
+            # Only until the cluster has formed once: a node that has joined one keeps
+            # it in its data folder, and Elasticsearch warns about a stale list. Not
+            # "until data/ has files": a first start that failed halfway leaves some,
+            # and then the nodes would wait for a cluster no one may form.
+            settings["cluster.initial_master_nodes"] = cluster.node_names
     lines = [f"{key}: {json.dumps(value)}" for key, value in settings.items()]
     return "# Written by tools/search_node.py on every start.\n" + "\n".join(lines) + "\n"
 
 
-def _prepare(node: _Node, home: Path) -> None:
+def _joined_marker(node: _Node) -> Path:
+    """Written once the node has been seen in its formed, green cluster."""
+    return node.root / "cluster.joined"
+
+
+def _joined(node: _Node) -> bool:
+    return _joined_marker(node).exists()
+
+
+def _prepare(node: _Node, home: Path, cluster: _Cluster | None = None) -> None:
+    settings = _settings(node, cluster)
     for folder in (node.root, node.data, node.logs, node.tmp):
         folder.mkdir(parents=True, exist_ok=True)
     if not node.config.exists():
@@ -399,10 +462,13 @@ def _prepare(node: _Node, home: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(home / "config", staging)
         staging.rename(node.config)
-    (node.config / "elasticsearch.yml").write_text(_settings(node))
+    (node.config / "elasticsearch.yml").write_text(settings)
     options = node.config / "jvm.options.d"
     options.mkdir(exist_ok=True)
-    (options / "bicameral.options").write_text(f"-Xms{HEAP}\n-Xmx{HEAP}\n")
+    jvm = [f"-Xms{HEAP}", f"-Xmx{HEAP}"]
+    if cluster is not None and cluster.quick_start:
+        jvm += _QUICK_START
+    (options / "bicameral.options").write_text("\n".join(jvm) + "\n")
 
 
 def _launch(node: _Node, home: Path, java_home: Path) -> subprocess.Popen[bytes]:
@@ -535,6 +601,116 @@ def _start(port: int, data_dir: Path, version: str, timeout: float, *, quiet: bo
         return node.url
 
 
+def _wait_launched(launched: dict[_Node, subprocess.Popen[bytes] | None], deadline: float) -> None:
+    """Wait until every node launched (None: launched by an earlier call) answers
+    HTTP and its launcher has returned; fail fast, with its logs, when one dies.
+
+    Not yellow or green per node, as a single node waits for: a cluster node has
+    no health to report until enough of the others have joined to elect a master.
+    """
+    pending = dict(launched)
+    while pending:
+        for node, launcher in list(pending.items()):
+            code = None if launcher is None else launcher.poll()
+            if code not in (None, 0):
+                raise _failure(node, f"Elasticsearch failed to start (exit {code})")
+            answers = _probe(node.url) is not None
+            if answers and (launcher is None or code == 0):
+                del pending[node]
+            elif (launcher is None or code == 0) and not answers and _node_pid(node) is None:
+                raise _failure(node, f"Elasticsearch on {node.url} stopped while starting")
+        if pending and time.monotonic() > deadline:
+            node = next(iter(pending))
+            raise _failure(node, f"Elasticsearch did not start on {node.url} in time")
+        if pending:
+            time.sleep(0.5)
+
+
+def _wait_green(nodes: list[_Node], deadline: float) -> dict[str, Any]:
+    """Wait until the cluster has all of ``nodes`` and is green; its health.
+
+    Green, not yellow: with one node just (re)started, yellow means some replica
+    is still copying to it, and a caller that stops another node next would lose
+    the only copy of a shard.
+    """
+    health: dict[str, Any] | None = None
+    while True:
+        for node in nodes:
+            health = _get_json(f"{node.url}/_cluster/health")
+            if health is not None:
+                break
+        if health and health.get("number_of_nodes") == len(nodes) and health["status"] == "green":
+            return health
+        if time.monotonic() > deadline:
+            raise _failure(
+                nodes[0],
+                f"the cluster did not have {len(nodes)} nodes and green health in time "
+                f"(last health: {health})",
+            )
+        time.sleep(0.5)
+
+
+def _cluster_nodes(port: int, data_dir: Path, count: int) -> list[_Node]:
+    return [_Node.at(port + i, data_dir) for i in range(count)]
+
+
+def _start_cluster(
+    port: int, data_dir: Path, count: int, version: str, timeout: float, quick_start: bool
+) -> str:
+    cluster = _Cluster(tuple(range(port, port + count)), quick_start)
+    nodes = _cluster_nodes(port, data_dir, count)
+    with contextlib.ExitStack() as locks:
+        for node in nodes:  # in port order, so two starts never wait on each other
+            _make_folder(node.root)
+            locks.enter_context(_locked(node.lock_file))
+        began = time.monotonic()
+        launched: dict[_Node, subprocess.Popen[bytes] | None] = {}
+        missing: list[_Node] = []
+        for node in nodes:
+            if _probe(node.url) is not None:
+                continue
+            if _node_pid(node) is not None:  # launched before, not answering yet
+                launched[node] = None
+                continue
+            for taken in (node.port, node.port + TRANSPORT_OFFSET):
+                if _port_taken(taken):
+                    raise SearchNodeError(
+                        f"port {taken} (of {node.url}) is taken by something that is not "
+                        "this cluster's node"
+                    )
+            missing.append(node)
+        try:
+            if missing:
+                home, java_home = ensure_distribution(version), _java_home()
+                # All at once: none of them can elect a master alone.
+                for node in missing:
+                    _prepare(node, home, cluster)
+                    launched[node] = _launch(node, home, java_home)
+            _wait_launched(launched, began + timeout)
+            health = _wait_green(nodes, began + timeout)
+            for node in nodes:
+                _joined_marker(node).touch()
+        except BaseException:
+            for node, launcher in launched.items():
+                if launcher is not None:
+                    _abort(node, launcher)
+            raise
+        for node in nodes:
+            version_running = _probe(node.url)
+            print(
+                f"{'Started' if node in missing else 'Already running'}: "
+                f"{_describe(version_running or '?', node)}",
+                flush=True,
+            )
+        urls = ",".join(node.url for node in nodes)
+        print(
+            f"Cluster of {health['number_of_nodes']} nodes, {health['status']}, "
+            f"ready in {time.monotonic() - began:.1f}s\nELASTICSEARCH_URL={urls}",
+            flush=True,
+        )
+        return urls
+
+
 # -- the public face -----------------------------------------------------------
 
 
@@ -544,9 +720,21 @@ def start(
     data_dir: Path,
     version: str = DEFAULT_VERSION,
     timeout: float = 120.0,
+    nodes: int = 1,
+    quick_start: bool = True,
 ) -> str:
-    """Start a node on 127.0.0.1:``port`` unless one runs there; return its URL."""
-    return _start(port, data_dir, version, timeout, quiet=False)
+    """Start a node on 127.0.0.1:``port`` unless one runs there; return its URL.
+
+    With ``nodes`` above 1, a cluster on ports ``port`` .. ``port + nodes - 1``:
+    starts whichever of its nodes is not running (none, when all are: idempotent),
+    waits until all have joined and the cluster is green, and returns their URLs
+    joined by commas, as ELASTICSEARCH_URL takes them. ``quick_start`` (clusters
+    only) trades the nodes' peak speed for a faster start (see _QUICK_START)."""
+    if nodes < 1:
+        raise SearchNodeError(f"--nodes {nodes}: a cluster has at least one node")
+    if nodes == 1:
+        return _start(port, data_dir, version, timeout, quiet=False)
+    return _start_cluster(port, data_dir, nodes, version, timeout, quick_start)
 
 
 def ensure_running(port: int, data_dir: Path) -> str:
@@ -554,9 +742,17 @@ def ensure_running(port: int, data_dir: Path) -> str:
     return _start(port, data_dir, DEFAULT_VERSION, 120.0, quiet=True)
 
 
-def stop(port: int, data_dir: Path) -> bool:
-    """Stop the node started from ``data_dir`` on ``port``; True if one was running."""
-    node = _Node.at(port, data_dir)
+def stop(port: int, data_dir: Path, nodes: int = 1) -> bool:
+    """Stop the node started from ``data_dir`` on ``port`` (and the ``nodes - 1``
+    above it, for a cluster); True if one was running."""
+    if nodes > 1:
+        # Each its own stop: one node that will not stop leaves the others stopped.
+        stopped = [_stop(node) for node in _cluster_nodes(port, data_dir, nodes)]
+        return any(stopped)
+    return _stop(_Node.at(port, data_dir))
+
+
+def _stop(node: _Node) -> bool:
     with contextlib.ExitStack() as stack:
         if node.root.is_dir():  # wait for a start in progress rather than race it
             stack.enter_context(_locked(node.lock_file))
@@ -589,8 +785,30 @@ def status(port: int, data_dir: Path) -> dict[str, Any]:
     }
 
 
-def logs(port: int, data_dir: Path, lines: int = 100) -> str:
-    """The last ``lines`` lines of the node's log (or of its launcher's output)."""
+def cluster_status(port: int, data_dir: Path, nodes: int) -> dict[str, Any]:
+    """:func:`status` of each of the cluster's nodes, and the cluster's health as
+    the first node that answers sees it (None: no node answers, or none has a master)."""
+    states = [status(node.port, data_dir) for node in _cluster_nodes(port, data_dir, nodes)]
+    health = None
+    for state in states:
+        if state["running"] and (health := _get_json(f"{state['url']}/_cluster/health")):
+            break
+    return {
+        "running": all(state["running"] for state in states),
+        "health": health.get("status") if health else None,
+        "number_of_nodes": health.get("number_of_nodes") if health else None,
+        "nodes": states,
+    }
+
+
+def logs(port: int, data_dir: Path, lines: int = 100, nodes: int = 1) -> str:
+    """The last ``lines`` lines of the node's log (or of its launcher's output);
+    for a cluster, each node's in turn under a heading."""
+    if nodes > 1:
+        return "\n".join(
+            f"=== {node.url} ({node.log_file}) ===\n{logs(node.port, data_dir, lines)}"
+            for node in _cluster_nodes(port, data_dir, nodes)
+        )
     node = _Node.at(port, data_dir)
     return _tail(node.log_file, lines) or _tail(node.output_file, lines)
 
@@ -612,6 +830,12 @@ def main(argv: list[str] | None = None, prog: str = "bicameral search-node") -> 
         default=Path(os.environ.get("DATA_DIR") or REPO_ROOT / ".data"),
         help="folder holding es-<port>/ (env DATA_DIR, default <repo>/.data)",
     )
+    common.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="nodes in a local cluster on ports PORT..PORT+NODES-1 (default 1: one node)",
+    )
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Run a local Elasticsearch node for development and tests.",
@@ -619,7 +843,17 @@ def main(argv: list[str] | None = None, prog: str = "bicameral search-node") -> 
     commands = parser.add_subparsers(dest="command", required=True)
     begin = commands.add_parser("start", parents=[common], help="start the node (idempotent)")
     begin.add_argument("--version", default=DEFAULT_VERSION, help="Elasticsearch version")
-    begin.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for it")
+    begin.add_argument(
+        "--full-jit",
+        action="store_true",
+        help="start a cluster's nodes with the JVM's usual options (slower start, full speed)",
+    )
+    begin.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for it (default 120, 240 for a cluster)",
+    )
     commands.add_parser("stop", parents=[common], help="stop the node")
     commands.add_parser("status", parents=[common], help="show the node's state")
     tail = commands.add_parser("logs", parents=[common], help="print the end of the node's log")
@@ -628,22 +862,40 @@ def main(argv: list[str] | None = None, prog: str = "bicameral search-node") -> 
 
     try:
         if args.command == "start":
+            timeout = args.timeout or (120.0 if args.nodes == 1 else 240.0)
             start(
-                port=args.port, data_dir=args.data_dir, version=args.version, timeout=args.timeout
+                port=args.port,
+                data_dir=args.data_dir,
+                version=args.version,
+                timeout=timeout,
+                nodes=args.nodes,
+                quick_start=not args.full_jit,
             )
         elif args.command == "stop":
-            stop(args.port, args.data_dir)
+            stop(args.port, args.data_dir, args.nodes)
         elif args.command == "status":
+            if args.nodes > 1:
+                cluster = cluster_status(args.port, args.data_dir, args.nodes)
+                for state in cluster["nodes"]:
+                    _print_status(state)
+                    print()
+                joined = cluster["number_of_nodes"]
+                print(f"cluster  {cluster['health'] or '-'}, {joined or 'no'} nodes joined")
+                return 0 if cluster["running"] else 3
             state = status(args.port, args.data_dir)
-            for key, value in state.items():
-                print(f"{key:8} {'-' if value is None else value}")
+            _print_status(state)
             return 0 if state["running"] else 3
         else:
-            print(logs(args.port, args.data_dir, args.lines))
+            print(logs(args.port, args.data_dir, args.lines, args.nodes))
     except SearchNodeError as error:
         print(f"search-node: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_status(state: dict[str, Any]) -> None:
+    for key, value in state.items():
+        print(f"{key:8} {'-' if value is None else value}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,13 @@ import pytest
 from api.bootstrap import Bicameral, build
 from api.settings import Settings
 from domain import commands as c
-from readmodel.published import ProgressPublisher, Published, write_published
+from readmodel.published import (
+    ProgressPublisher,
+    Published,
+    ensure_progress_index,
+    progress_index,
+    write_published,
+)
 from writemodel.access import SYSTEM
 
 pytestmark = pytest.mark.elasticsearch
@@ -223,3 +229,21 @@ async def test_a_read_model_started_afresh_forgets_the_progress_another_database
 
     # Deleted; its new, lower position waits out the deleted version (safe: 0).
     assert await _published_position(app, "customers") == 0
+
+
+async def test_the_progress_index_takes_the_replicas_of_the_settings_when_made_and_after(
+    app: Bicameral,
+) -> None:
+    # Replicas follow ELASTICSEARCH_REPLICAS, so losing the node that holds the
+    # progress does not take query nodes out of rotation (docs/elasticsearch.md).
+    prefix = app.settings.index_prefix
+    physical = f"{progress_index(prefix)}-1"
+
+    async def replicas() -> str:
+        found = await app.search.indices.get_settings(index=physical)
+        return str(found[physical]["settings"]["index"]["number_of_replicas"])
+
+    await ensure_progress_index(app.search, prefix, replicas=1)  # one node: yellow, fine
+    assert await replicas() == "1"
+    await ensure_progress_index(app.search, prefix, replicas=0)
+    assert await replicas() == "0"

@@ -36,6 +36,11 @@ def test_without_variables_the_defaults_hold() -> None:
     [
         ("DATABASE_URL", "postgresql+asyncpg://u:p@db/shop", "database_url", None),
         ("ELASTICSEARCH_URL", "http://search:9200", "elasticsearch_url", None),
+        ("ELASTICSEARCH_URL", "http://es1:9200,https://es2", "elasticsearch_url", None),
+        ("ELASTICSEARCH_SHARDS", "3", "elasticsearch_shards", 3),
+        ("ELASTICSEARCH_REPLICAS", "1", "elasticsearch_replicas", 1),
+        ("ELASTICSEARCH_REFRESH_INTERVAL", "30s", "elasticsearch_refresh_interval", None),
+        ("ELASTICSEARCH_REFRESH_INTERVAL", "-1", "elasticsearch_refresh_interval", None),
         ("INDEX_PREFIX", "staging", "index_prefix", None),
         ("HOST", "0.0.0.0", "host", None),
         ("PORT", "8080", "port", 8080),
@@ -135,6 +140,8 @@ def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ("GRAPHIQL", "maybe"),
         ("EMBEDDED_WORKER", "2"),
         ("MASK_ERRORS", "y"),
+        ("ELASTICSEARCH_SHARDS", "two"),
+        ("ELASTICSEARCH_REPLICAS", "1.5"),
     ],
 )
 def test_an_unparsable_value_is_refused_naming_its_variable(
@@ -157,6 +164,9 @@ def test_an_unparsable_value_is_refused_naming_its_variable(
         ("FEED_BATCH_SIZE", "0"),
         ("FEED_POLL_INTERVAL", "-1"),
         ("CONSISTENCY_TIMEOUT", "nan"),
+        ("ELASTICSEARCH_SHARDS", "0"),
+        ("ELASTICSEARCH_SHARDS", "5000"),
+        ("ELASTICSEARCH_REPLICAS", "-1"),
     ],
 )
 def test_an_out_of_range_number_is_refused_naming_its_variable(
@@ -165,6 +175,55 @@ def test_an_out_of_range_number_is_refused_naming_its_variable(
     monkeypatch.setenv(variable, raw)
 
     with pytest.raises(SettingsError, match=variable):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("raw", ["30", "1x", "0.5s", "soon", "-2", " 1s"])
+def test_a_refresh_interval_that_is_no_elasticsearch_time_is_refused(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("ELASTICSEARCH_REFRESH_INTERVAL", raw)
+
+    with pytest.raises(SettingsError, match="ELASTICSEARCH_REFRESH_INTERVAL"):
+        Settings.from_env()
+
+
+def test_the_index_layout_follows_the_three_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ELASTICSEARCH_SHARDS", "3")
+    monkeypatch.setenv("ELASTICSEARCH_REPLICAS", "2")
+    monkeypatch.setenv("ELASTICSEARCH_REFRESH_INTERVAL", "30s")
+
+    layout = Settings.from_env().index_layout
+
+    assert (layout.shards, layout.replicas, layout.refresh_interval) == (3, 2, "30s")
+
+
+def test_by_default_the_index_layout_is_one_shard_no_replica_and_elasticsearchs_refresh() -> None:
+    layout = Settings().index_layout
+
+    assert (layout.shards, layout.replicas, layout.refresh_interval) == (1, 0, None)
+
+
+def test_several_elasticsearch_nodes_are_each_given_to_the_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ELASTICSEARCH_URL", " http://es1:9200, http://es2:9200 ,https://es3")
+
+    hosts = Settings.from_env().elasticsearch_hosts
+
+    assert hosts == ["http://es1:9200", "http://es2:9200", "https://es3"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["search:9200", "http://es1:9200,,http://es2:9200", "http://es1:99999", "ftp://es1", ","],
+)
+def test_an_elasticsearch_url_with_a_node_that_is_no_url_is_refused(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("ELASTICSEARCH_URL", raw)
+
+    with pytest.raises(SettingsError, match="ELASTICSEARCH_URL"):
         Settings.from_env()
 
 
