@@ -8,7 +8,8 @@ calls strawberry's default resolver through three layers, and walks
 `complete_value` down to the scalar. For a scalar or enum field with no
 resolver, no arguments and no extension hooking its resolution, all of that
 comes down to `getattr` and the type's output coercion: that is what this
-execution context does for them, and nothing else.
+execution context does for them, and nothing else. A list of scalars or enums
+(`tags`) likewise comes down to `getattr` and the coercion of each item.
 
 The result stays exactly graphql-core's: anything out of the ordinary (the
 attribute raises, is awaitable, is null where the type says non-null, or does
@@ -17,7 +18,8 @@ with graphql-core's own error, path and locations. An extension that hooks
 every resolution (strawberry's tracing, when OpenTelemetry is on) installs a
 middleware, and then every field goes the ordinary way, so it sees every one.
 Fields with a resolver (`email`, the policy's field-level check; the root
-fields) and object or list fields are never shortened.
+fields), object fields and lists of objects are never shortened; nor is a list
+that is not a plain list or tuple (a generator, an async iterable).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from graphql import (
     GraphQLEnumType,
     GraphQLField,
     GraphQLLeafType,
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLScalarType,
@@ -53,6 +56,9 @@ class _Plain:
     attribute: str
     leaf: GraphQLLeafType
     non_null: bool
+    # A list of leaves (`tags: [String!]!`): each item coerced; `item_non_null` for its items.
+    listed: bool = False
+    item_non_null: bool = False
 
 
 # Per object type of a built schema; a schema that is dropped takes its entries along.
@@ -74,9 +80,23 @@ def _plain(field: GraphQLField) -> _Plain | None:
     non_null = isinstance(kind, GraphQLNonNull)
     if isinstance(kind, GraphQLNonNull):
         kind = kind.of_type
+    listed = isinstance(kind, GraphQLList)
+    item_non_null = False
+    if listed:
+        kind = kind.of_type
+        item_non_null = isinstance(kind, GraphQLNonNull)
+        if item_non_null:
+            kind = kind.of_type
     if not isinstance(kind, GraphQLScalarType | GraphQLEnumType):
         return None
-    return _Plain(definition.default_resolver, definition.python_name, kind, non_null)
+    return _Plain(
+        definition.default_resolver,
+        definition.python_name,
+        kind,
+        non_null,
+        listed,
+        item_non_null,
+    )
 
 
 def plain_fields(parent: GraphQLObjectType) -> dict[str, _Plain]:
@@ -93,6 +113,9 @@ def plain_fields(parent: GraphQLObjectType) -> dict[str, _Plain]:
 
 # Values no attribute read turns into an awaitable: no need to ask.
 _SETTLED = frozenset({str, int, bool, float})
+# The lists answered here; any other iterable (a generator, an async iterable, a
+# string) goes graphql-core's way.
+_SEQUENCES = frozenset({list, tuple})
 
 
 class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -120,6 +143,8 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
             value = plain.read(source, plain.attribute)
             if value is None or value is Undefined:
                 return Undefined if plain.non_null else None
+            if plain.listed:
+                return self._read_list(plain, value)
             if value.__class__ in _SETTLED or not self.is_awaitable(value):
                 coerced = plain.leaf.coerce_output_value(value)
                 if coerced is not None:
@@ -127,6 +152,28 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         except Exception:  # graphql-core meets it again, and locates it
             pass
         return Undefined
+
+    def _read_list(self, plain: _Plain, value: Any) -> Any:
+        """A list of leaves: only a plain list or tuple whose every item is settled
+        (no awaitable, no async iterable: graphql-core's way for those); a null
+        item is fine where the items may be null."""
+        if value.__class__ not in _SEQUENCES:
+            return Undefined
+        coerce = plain.leaf.coerce_output_value
+        items: list[Any] = []
+        for item in value:
+            if item is None:
+                if plain.item_non_null:
+                    return Undefined
+                items.append(None)
+                continue
+            if item.__class__ not in _SETTLED and self.is_awaitable(item):
+                return Undefined
+            coerced = coerce(item)
+            if coerced is None:
+                return Undefined
+            items.append(coerced)
+        return items
 
     def execute_fields(
         self,

@@ -145,6 +145,32 @@ async def test_facets_count_without_their_own_filter(catalog: Bicameral) -> None
     }
 
 
+async def test_facets_asked_through_fragments_or_a_second_selection_are_counted(
+    catalog: Bicameral,
+) -> None:
+    """The resolver asks the search for facets only when the selection names them:
+    through a named fragment, an inline fragment, or the second of two selections
+    of the same field merged into one, as much as directly; not when nothing does."""
+    ways = [
+        """{ products(search: "kettle") { ...Counts } }
+           fragment Counts on ProductConnection { facets { inStock } }""",
+        """{ products(search: "kettle") { ... on ProductConnection { facets { inStock } } } }""",
+        """{ products(search: "kettle") { totalCount }
+             products(search: "kettle") { facets { inStock } } }""",
+    ]
+    for query in ways:
+        data = await gql(catalog, query)
+        assert data["products"]["facets"] == {"inStock": 2}, query
+    data = await gql(catalog, '{ products(search: "kettle") { totalCount } }')
+    assert data["products"] == {"totalCount": 2}
+    without = await gql(
+        catalog,
+        """{ products(search: "kettle") { ... on ProductConnection { totalCount } }
+             p: products(search: "kettle") { facets { inStock } } }""",
+    )
+    assert without["p"]["facets"] == {"inStock": 2}
+
+
 async def test_walking_every_page_returns_each_product_exactly_once_while_more_arrive(
     catalog: Bicameral,
 ) -> None:
