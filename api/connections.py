@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any, Generic, Self, TypeVar
 
 import strawberry
-from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from api.types import Customer, Order, Product
 from readmodel.reader import Page, ProductFacetCounts
@@ -23,7 +22,6 @@ __all__ = [
     "OrderConnection",
     "PageInfo",
     "ProductConnection",
-    "selects",
 ]
 
 NodeType = TypeVar("NodeType")
@@ -148,13 +146,3 @@ class ProductConnection(Connection[Product]):
 
 OrderConnection = Connection[Order]
 CustomerConnection = Connection[Customer]
-
-
-def selects(fields: list[Any], name: str) -> bool:
-    """Whether the selection asks for a field `name`, directly or through fragments."""
-    for field in fields:
-        if isinstance(field, SelectedField) and field.name == name:
-            return True
-        if isinstance(field, FragmentSpread | InlineFragment) and selects(field.selections, name):
-            return True
-    return False
