@@ -19,21 +19,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from graphql import GraphQLError
+from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
+    _OperationStreamClosed,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.graphql import OperationType
 
 from api.auth import InvalidToken, KeysUnavailable
 from api.context import Context
+from api.fanout import Admission, Shared, fanout_of, sharing_key
 from api.identity import Identity
+from api.instruments import SUBSCRIBERS
 from api.persisted import PersistedDocuments
 from api.requests import RequestRefused, request_fields, select_operation
+from readmodel.notifications import SubscriberFellBehind
 
 __all__ = ["LegacyWSHandler", "TransportWSHandler"]
 
@@ -179,6 +185,108 @@ class TransportWSHandler(_SocketIdentity, BaseGraphQLTransportWSHandler[Context,
         if message.get("type") == "error":
             message = {**message, "payload": [_coded(e) for e in message["payload"]]}
         await super().send_message(message)
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """A subscription is first run as the caller's own (its admission, every check
+        as before); if it may be shared it then joins its group (api/fanout.py)."""
+        if select_operation(operation.query, operation.operation_name) is not (
+            OperationType.SUBSCRIPTION
+        ):
+            await super().run_operation(operation)
+            return
+        admission = Admission.of(self.context)
+        try:
+            results = await self.schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=admission,
+                root_value=self.root_value,
+                operation_name=operation.operation_name,
+            )
+            async with contextlib.aclosing(results):
+                await self._send_result_stream(operation, results)
+            if admission.shareable:
+                await self._share(operation, admission.identity)
+                return
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except _OperationStreamClosed:
+            return
+        except WebSocketDisconnected:
+            return  # the socket is gone: nothing to tell anyone
+        except Exception as error:
+            await self.handle_task_exception(error)
+            with contextlib.suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+            raise
+
+    async def _share(self, operation: Operation[Context, None], identity: Identity) -> None:
+        key = sharing_key(operation.query, operation.operation_name, operation.variables, identity)
+        if key is None:
+            # Not shareable after all: run it as its own, as before.
+            results = await self.schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=self.context,
+                root_value=self.root_value,
+                operation_name=operation.operation_name,
+            )
+            async with contextlib.aclosing(results):
+                await self._send_result_stream(operation, results)
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            return
+        app = self.context.app
+        fanout = fanout_of(app)
+        member = fanout.join(
+            key,
+            identity,
+            self._group_run(operation),
+            self.view.encode_json,
+            limit=app.settings.subscriber_queue_size,
+        )
+        prefix = '{"id":' + self.view.encode_json(operation.id) + ',"type":"next","payload":'
+        socket = self.websocket.ws
+
+        async def send(_: int, payload: str) -> None:
+            if operation.completed:
+                raise asyncio.CancelledError  # the client completed it meanwhile
+            try:
+                await socket.send_text(prefix + payload + "}")
+            except WebSocketDisconnect as gone:
+                raise WebSocketDisconnected from gone
+
+        try:
+            with SUBSCRIBERS.track_inprogress():
+                ending = await member.deliver(send)
+        finally:
+            fanout.leave(member)
+        if ending == "error":
+            await operation.send_operation_message(
+                cast(Any, {"id": operation.id, "type": "error", "payload": member.errors})
+            )
+            return
+        if ending == "behind":
+            errors = member.fell_behind(lambda at: str(SubscriberFellBehind(at)))
+            payload = {"data": None, "errors": errors}
+            await operation.send_operation_message(
+                cast(Any, {"id": operation.id, "type": "next", "payload": payload})
+            )
+        await operation.send_operation_message({"id": operation.id, "type": "complete"})
+
+    def _group_run(self, operation: Operation[Context, None]) -> Any:
+        schema, root = self.schema, self.root_value
+        query, variables, name = operation.query, operation.variables, operation.operation_name
+
+        async def run(context: Shared) -> Any:
+            return await schema.stream(
+                query,
+                variable_values=variables,
+                context_value=context,
+                root_value=root,
+                operation_name=name,
+            )
+
+        return run
 
 
 class LegacyWSHandler(_SocketIdentity, BaseGraphQLWSHandler[Context, None]):
