@@ -39,8 +39,11 @@ same payloads share a *group*:
 - The payload is encoded once per change; a socket's `next` frame is the
   payload with the operation's id around it.
 
-graphql-transport-ws shares (api/websocket.py). The legacy graphql-ws protocol
-and multipart HTTP subscriptions keep their own execution per subscriber.
+Both WebSocket protocols share (api/websocket.py: graphql-transport-ws and the
+legacy graphql-ws, each with its own frame around the payload), and a group
+serves members of either. Multipart HTTP subscriptions (api/multipart.py) keep
+their own execution per subscriber: strawberry's view streams each one's
+results through its own response, with no socket to write a shared frame to.
 """
 
 from __future__ import annotations
@@ -65,8 +68,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Admission",
+    "Ending",
     "Fanout",
+    "Key",
     "Member",
+    "Run",
     "Shared",
     "fanout_of",
     "shared_identity",

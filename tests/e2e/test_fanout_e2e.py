@@ -17,6 +17,7 @@ import websockets
 from api.identity import Role
 from tests.e2e.conftest import Server
 from tests.e2e.test_subscriptions_e2e import (
+    LEGACY_WS,
     TRANSPORT_WS,
     create_product,
     graphql,
@@ -40,10 +41,11 @@ ORDERS_OF = "subscription($customer: ID!) { ordersOfCustomer(customerId: $custom
 
 
 class Socket:
-    """One graphql-transport-ws connection, read by hand: every message is kept."""
+    """One WebSocket connection, read by hand: every message is kept."""
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Any, protocol: str = TRANSPORT_WS) -> None:
         self.ws = ws
+        self.protocol = protocol
         self.messages: dict[str, list[dict[str, Any]]] = {}
         self.reader = asyncio.create_task(self._read())
 
@@ -54,14 +56,17 @@ class Socket:
 
     async def subscribe(self, operation: str, query: str, **variables: Any) -> None:
         payload = {"query": query, "variables": variables}
-        await self.ws.send(json.dumps({"id": operation, "type": "subscribe", "payload": payload}))
+        kind = "subscribe" if self.protocol == TRANSPORT_WS else "start"
+        await self.ws.send(json.dumps({"id": operation, "type": kind, "payload": payload}))
 
     def of(self, id: str) -> list[dict[str, Any]]:
         return self.messages.get(id, [])
 
     def data(self, id: str) -> list[dict[str, Any]]:
         return [
-            next(iter(m["payload"]["data"].values())) for m in self.of(id) if m["type"] == "next"
+            next(iter(m["payload"]["data"].values()))
+            for m in self.of(id)
+            if m["type"] in ("next", "data")
         ]
 
     async def until_kind(self, id: str, kind: str) -> list[dict[str, Any]]:
@@ -85,11 +90,13 @@ class Socket:
 
 
 @asynccontextmanager
-async def connected(server: Server, init: dict[str, str]) -> AsyncIterator[Socket]:
-    async with websockets.connect(ws_url(server), subprotocols=[TRANSPORT_WS]) as ws:
+async def connected(
+    server: Server, init: dict[str, str], protocol: str = TRANSPORT_WS
+) -> AsyncIterator[Socket]:
+    async with websockets.connect(ws_url(server), subprotocols=[protocol]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": init}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
-        socket = Socket(ws)
+        socket = Socket(ws, protocol)
         try:
             yield socket
         finally:
@@ -101,10 +108,14 @@ async def test_two_hundred_subscribers_of_one_document_each_hear_every_change_on
     server: Server,
 ) -> None:
     subscribers = 200
+    # Both protocols, members of the same groups: each gets its own frames.
+    protocols = [TRANSPORT_WS, LEGACY_WS]
     async with AsyncExitStack() as stack:
         sockets = [
-            await stack.enter_async_context(connected(server, server.init_payload()))
-            for _ in range(subscribers)
+            await stack.enter_async_context(
+                connected(server, server.init_payload(), protocols[i % 2])
+            )
+            for i in range(subscribers)
         ]
         for socket in sockets:
             await socket.subscribe("1", CHANGES, types=["PRODUCT"])
@@ -118,6 +129,8 @@ async def test_two_hundred_subscribers_of_one_document_each_hear_every_change_on
         await asyncio.sleep(0.5)
         for socket in sockets:
             assert socket.data("1") == expected
+            kinds = {m["type"] for m in socket.of("1")}
+            assert kinds == ({"next"} if socket.protocol == TRANSPORT_WS else {"data"})
 
 
 async def _order_for(http: httpx.AsyncClient, customer: str, sku: str) -> str:
