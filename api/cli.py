@@ -102,6 +102,12 @@ def _serve(settings: Settings, workers: int | None) -> int:
         timeout_graceful_shutdown=settings.shutdown_timeout,
         # One WebSocket message is held to the same bound as one HTTP body.
         ws_max_size=settings.max_body_bytes,
+        # No permessage-deflate: every client that offers it (browsers, Python's
+        # websockets) cost the server a zlib compressor and decompressor per socket,
+        # most of a subscriber's memory, and a compression per frame per socket,
+        # where notifications are small and one encoded payload is shared by many
+        # sockets (api/fanout.py).
+        ws_per_message_deflate=False,
     )
     return 0
 

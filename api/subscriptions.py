@@ -15,6 +15,7 @@ notification obey the row rule of the query that reads them (`product` as
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from enum import Enum
 from typing import Annotated
@@ -24,6 +25,7 @@ import strawberry
 from api import resolvers
 from api.context import Context
 from api.extensions import UserError
+from api.fanout import Admission, Shared
 from api.instruments import SUBSCRIBERS
 from api.policy import Refused, rule, scope, scope_of
 from api.types import Customer, Order, Product, describe_values
@@ -159,11 +161,22 @@ async def _notifications(
     for argument, value in (ids or {}).items():
         _id(value, argument)
     start = _position(after)
-    hub = info.context.app.hub
+    context = info.context
+    if isinstance(context, Admission) and start is None:
+        # Admitted, and nothing of its own to replay: a group serves it (api/fanout.py).
+        context.shareable = True
+        return
+    group = context if isinstance(context, Shared) else None
+    shared = group is not None
+    if group is not None:
+        start = group.start  # the group's members count as subscribers, not the group
+    hub = context.app.hub
     try:
-        with SUBSCRIBERS.track_inprogress():
+        with contextlib.nullcontext() if shared else SUBSCRIBERS.track_inprogress():
             async for change in hub.subscribe(accept, start):
                 if visible is None or await visible(change):
+                    if group is not None:
+                        group.position = change.position
                     yield ChangeNotification.of(change)
     except SubscriberFellBehind as behind:
         raise UserError(str(behind), code="SUBSCRIBER_FELL_BEHIND", argument="after") from None

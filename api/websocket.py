@@ -18,22 +18,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from graphql import GraphQLError
+from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
+    _OperationStreamClosed,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from api.auth import InvalidToken, KeysUnavailable
 from api.context import Context
+from api.fanout import Admission, Ending, Key, Member, Run, Shared, fanout_of, sharing_key
 from api.identity import Identity
+from api.instruments import SUBSCRIBERS
 from api.persisted import PersistedDocuments
 from api.requests import RequestRefused, request_fields, select_operation
+from readmodel.notifications import SubscriberFellBehind
 
 __all__ = ["LegacyWSHandler", "TransportWSHandler"]
 
@@ -82,6 +90,23 @@ def _refusal(
     return None
 
 
+def _group_run(schema: Any, root: Any, query: str, variables: Any, name: str | None) -> Run:
+    """The group's run of an operation: the same document, with the group's context."""
+
+    async def run(context: Shared) -> Any:
+        return await schema.subscribe(
+            query,
+            variable_values=variables,
+            context_value=context,
+            root_value=root,
+            operation_name=name,
+        )
+
+    return run
+
+
+_INTERNAL = {"message": "Internal server error"}
+
 # The close code both protocols use for "your credentials are not (or no longer) good".
 UNAUTHENTICATED_CLOSE = 4403
 # Close code 1013, "try again later": the issuer's keys could not be fetched.
@@ -95,6 +120,8 @@ class _SocketIdentity:
     context: Context
     websocket: Any
     view: Any
+    schema: Any
+    root_value: Any
     _expiry: asyncio.Task[None] | None = None
 
     async def _identify(self, payload: object) -> str | None:
@@ -116,6 +143,33 @@ class _SocketIdentity:
         await asyncio.sleep(max(delay, 0))
         with contextlib.suppress(Exception):
             await self.websocket.close(code=UNAUTHENTICATED_CLOSE, reason="Token expired")
+
+    async def _deliver_shared(
+        self, key: Key, identity: Identity, run: Run, prefix: str, gone: Callable[[], bool]
+    ) -> tuple[Ending, Member]:
+        """Join the key's group and send its payloads as frames (`prefix`, the payload,
+        `}`) until it ends; how it ended. `gone`: the client ended the operation."""
+        app = self.context.app
+        fanout = fanout_of(app)
+        member = fanout.join(
+            key, identity, run, self.view.encode_json, limit=app.settings.subscriber_queue_size
+        )
+        socket = self.websocket.ws
+
+        async def send(_: int, payload: str) -> None:
+            if gone():
+                raise asyncio.CancelledError  # the client ended it meanwhile
+            try:
+                await socket.send_text(prefix + payload + "}")
+            except WebSocketDisconnect as disconnected:
+                raise WebSocketDisconnected from disconnected
+
+        try:
+            with SUBSCRIBERS.track_inprogress():
+                ending = await member.deliver(send)
+        finally:
+            fanout.leave(member)
+        return ending, member
 
     async def _stop_watching(self) -> None:
         if self._expiry is not None and self._expiry is not asyncio.current_task():
@@ -180,6 +234,82 @@ class TransportWSHandler(_SocketIdentity, BaseGraphQLTransportWSHandler[Context,
             message = {**message, "payload": [_coded(e) for e in message["payload"]]}
         await super().send_message(message)
 
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """A subscription is first run as the caller's own (its admission, every check
+        as before); if it may be shared it then joins its group (api/fanout.py)."""
+        if select_operation(operation.query, operation.operation_name) is not (
+            OperationType.SUBSCRIPTION
+        ):
+            await super().run_operation(operation)
+            return
+        admission = Admission.of(self.context)
+        try:
+            results = await self.schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=admission,
+                root_value=self.root_value,
+                operation_name=operation.operation_name,
+            )
+            async with contextlib.aclosing(results):
+                await self._send_result_stream(operation, results)
+            if admission.shareable:
+                await self._share(operation, admission.identity)
+                return
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except _OperationStreamClosed:
+            return
+        except WebSocketDisconnected:
+            return  # the socket is gone: nothing to tell anyone
+        except Exception as error:
+            await self.handle_task_exception(error)
+            with contextlib.suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+            raise
+
+    async def _share(self, operation: Operation[Context, None], identity: Identity) -> None:
+        key = sharing_key(operation.query, operation.operation_name, operation.variables, identity)
+        if key is None:
+            # Not shareable after all: run it as its own, as before.
+            results = await self.schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=self.context,
+                root_value=self.root_value,
+                operation_name=operation.operation_name,
+            )
+            async with contextlib.aclosing(results):
+                await self._send_result_stream(operation, results)
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            return
+        prefix = '{"id":' + self.view.encode_json(operation.id) + ',"type":"next","payload":'
+        ending, member = await self._deliver_shared(
+            key,
+            identity,
+            _group_run(
+                self.schema,
+                self.root_value,
+                operation.query,
+                operation.variables,
+                operation.operation_name,
+            ),
+            prefix,
+            lambda: operation.completed,
+        )
+        if ending == "error":
+            await operation.send_operation_message(
+                cast(Any, {"id": operation.id, "type": "error", "payload": member.errors})
+            )
+            return
+        if ending == "behind":
+            errors = member.fell_behind(lambda at: str(SubscriberFellBehind(at)))
+            payload = {"data": None, "errors": errors}
+            await operation.send_operation_message(
+                cast(Any, {"id": operation.id, "type": "next", "payload": payload})
+            )
+        await operation.send_operation_message({"id": operation.id, "type": "complete"})
+
 
 class LegacyWSHandler(_SocketIdentity, BaseGraphQLWSHandler[Context, None]):
     """graphql-ws (subscriptions-transport-ws): queries and mutations are executed once
@@ -242,7 +372,7 @@ class LegacyWSHandler(_SocketIdentity, BaseGraphQLWSHandler[Context, None]):
         variables: dict[str, object] | None,
     ) -> None:
         if select_operation(query, operation_name) is OperationType.SUBSCRIPTION:
-            await super().handle_async_results(operation_id, query, operation_name, variables)
+            await self._subscription(operation_id, query, operation_name, variables)
             return
         try:
             result = await self.schema.execute(
@@ -259,6 +389,70 @@ class LegacyWSHandler(_SocketIdentity, BaseGraphQLWSHandler[Context, None]):
             self.tasks.pop(operation_id, None)
             with contextlib.suppress(WebSocketDisconnected):
                 await self.send_message({"type": "complete", "id": operation_id})
+
+    async def _subscription(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        """As strawberry runs a subscription, but first as the caller's own admission,
+        then, if it may be shared, as a member of its group (api/fanout.py)."""
+        admission = Admission.of(self.context)
+        try:
+            results = await self.schema.subscribe(
+                query=query,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=admission,
+                root_value=self.root_value,
+            )
+            self.subscriptions[operation_id] = results
+            first = True
+            async for result in results:
+                if first and isinstance(result, PreExecutionError):
+                    assert result.errors
+                    await self.send_message(
+                        {"type": "error", "id": operation_id, "payload": result.errors[0].formatted}
+                    )
+                    return
+                await self.send_data_message(result, operation_id)
+                first = False
+            self.subscriptions.pop(operation_id, None)
+            key = (
+                sharing_key(query, operation_name, variables, admission.identity)
+                if admission.shareable
+                else None
+            )
+            if key is not None:
+                prefix = '{"type":"data","id":' + self.view.encode_json(operation_id)
+                ending, member = await self._deliver_shared(
+                    key,
+                    admission.identity,
+                    _group_run(self.schema, self.root_value, query, variables, operation_name),
+                    prefix + ',"payload":',
+                    lambda: False,  # a `stop` cancels this task
+                )
+                if ending == "error":
+                    first_error = member.errors[0] if member.errors else _INTERNAL
+                    await self.send_message(
+                        {"type": "error", "id": operation_id, "payload": first_error}
+                    )
+                    return
+                if ending == "behind":
+                    errors = member.fell_behind(lambda at: str(SubscriberFellBehind(at)))
+                    payload = {"data": None, "errors": errors}
+                    await self.send_message(
+                        {"type": "data", "id": operation_id, "payload": payload}
+                    )
+            await self.send_message({"type": "complete", "id": operation_id})
+        except asyncio.CancelledError:
+            # As strawberry's: a `stop` or the end of the connection, answered `complete`.
+            await self.send_message({"type": "complete", "id": operation_id})
+        finally:
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)
 
     async def send_message(self, message: Any) -> None:
         if message.get("type") == "error" and isinstance(message.get("payload"), dict):

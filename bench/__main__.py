@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default=",".join(PATHS),
-        help="comma-separated paths to measure (1-8); what they need runs too",
+        help="comma-separated paths to measure (1-8, 3w, f); what they need runs too",
     )
     parser.add_argument(
         "--databases",

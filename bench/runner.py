@@ -15,7 +15,16 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench import full_rebuild, mutations, projection, query, staleness, sustained, writers
+from bench import (
+    fanout,
+    full_rebuild,
+    mutations,
+    projection,
+    query,
+    staleness,
+    sustained,
+    writers,
+)
 from bench.data import (
     PROJECTIONS,
     advance_checkpoints,
@@ -32,7 +41,8 @@ from bench.sizes import Size
 __all__ = ["PATHS", "run"]
 
 # "3w": commits/s against concurrent writers, on a durable PostgreSQL of its own.
-PATHS = ("1", "2", "3", "3w", "4", "5", "6", "7", "8")
+# "f": subscription fan-out, 1,000 to 10,000 subscribers of one serve process (SQLite).
+PATHS = ("1", "2", "3", "3w", "4", "5", "6", "7", "8", "f")
 # What a path needs measured first: 8 compares with 3; 6 and 7 run together.
 _NEEDS = {"8": {"3"}, "6": {"3", "7"}, "7": {"3", "6"}}
 
@@ -89,6 +99,12 @@ async def run(size: Size, only: set[str], databases: tuple[str, ...]) -> Report:
             png.parent.mkdir(parents=True, exist_ok=True)
             writers.draw({"this run": curve}, png)
             report.notes.append(f"3w: the writer curve is drawn in {png}")
+        if "f" in wanted:
+            # SQLite with the embedded worker, as the demo runs: a database of its own.
+            with report.timed("f subscription fan-out (sqlite)"):
+                url = await services.sqlite_database("fanout")
+                deployment = services.deployment("fanout", url)
+                report.add(*await fanout.measure(services, deployment, fanout.counts(size.name)))
     except Exception as error:  # report what was measured, and why the rest was not
         import traceback
 
