@@ -31,12 +31,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from readmodel.checkpoints import read_all
 from writemodel import outbox
 from writemodel.database import is_database_fault, read_only
-from writemodel.tables import checkpoints
 from writemodel.unit_of_work import WriteDatabaseUnavailable
 
 __all__ = ["Progress", "Waited"]
@@ -156,8 +155,8 @@ class Progress:
     async def read(self) -> None:
         """Every checkpoint and the outbox head, on one connection held for one read."""
         async with read_only(self.engine) as conn:
-            rows = await conn.execute(select(checkpoints.c.name, checkpoints.c.position))
-            found = {row.name: row.position for row in rows}
+            # Per read model: its furthest-behind partition (readmodel/checkpoints.py).
+            found = {c.name: c.position for c in await read_all(conn)}
             head, _ = await outbox.head(conn)
         for name, position in found.items():
             if position > self.positions.get(name, -1):
