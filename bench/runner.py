@@ -15,7 +15,16 @@ import time
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench import full_rebuild, mutations, projection, query, staleness, sustained, writers
+from bench import (
+    full_rebuild,
+    mutations,
+    partitions,
+    projection,
+    query,
+    staleness,
+    sustained,
+    writers,
+)
 from bench.data import (
     PROJECTIONS,
     advance_checkpoints,
@@ -32,7 +41,8 @@ from bench.sizes import Size
 __all__ = ["PATHS", "run"]
 
 # "3w": commits/s against concurrent writers, on a durable PostgreSQL of its own.
-PATHS = ("1", "2", "3", "3w", "4", "5", "6", "7", "8")
+# "w": one read model shared by 1, 2 and 4 worker processes, and failover (PostgreSQL).
+PATHS = ("1", "2", "3", "3w", "4", "5", "6", "7", "8", "w")
 # What a path needs measured first: 8 compares with 3; 6 and 7 run together.
 _NEEDS = {"8": {"3"}, "6": {"3", "7"}, "7": {"3", "6"}}
 
@@ -89,6 +99,9 @@ async def run(size: Size, only: set[str], databases: tuple[str, ...]) -> Report:
             png.parent.mkdir(parents=True, exist_ok=True)
             writers.draw({"this run": curve}, png)
             report.notes.append(f"3w: the writer curve is drawn in {png}")
+        if "w" in wanted and "postgres" in databases:
+            with report.timed("w partitions (postgres)"):
+                report.add(*await partitions.measure(services, size))
     except Exception as error:  # report what was measured, and why the rest was not
         import traceback
 
