@@ -44,7 +44,11 @@ from readmodel.quarantine import Refusal, settle
 from writemodel.database import as_utc, read_only
 from writemodel.tables import checkpoints, feed_workers
 
-__all__ = ["Checkpoint", "Checkpoints", "read_all", "read_rows"]
+__all__ = ["Checkpoint", "Checkpoints", "LocksLost", "read_all", "read_rows"]
+
+
+class LocksLost(Exception):
+    """A worker's advisory locks went with their connection."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,12 @@ class Checkpoints:
             locked: set[str] | None = None
             if locks is not None:
                 partition_keys, worker_keys = await held_locks(conn)
+                if presence_key(owner) not in worker_keys:
+                    # Our own lock is gone: the lock connection died (a server restart,
+                    # a network cut) and every lock with it. Whatever we held may be
+                    # another's by now; the caller counts it all as lost.
+                    await locks.lost()
+                    raise LocksLost(f"{owner} lost its lock connection")
                 locked = {name for name in rows if lock_key(name) in partition_keys}
                 registered = {
                     name: {o for o in others if presence_key(o) in worker_keys}

@@ -590,15 +590,22 @@ class FeedWorker:
                 locks=self._locks if self._running else None,
                 renew=not fresh,
             )
-        except Exception:
-            if self._locks is not None and self._locks.broken:
-                # The lock connection is gone, and every lock with it: whatever this
-                # worker held may be another's by now.
-                log.warning("%s lost its lock connection; its partitions count as lost", self.owner)
-                self._held.clear()
-                await self._discard_prefetch()
-                self._backlog = None
-            raise
+        except Exception as error:
+            if self._locks is None or not self._locks.broken:
+                raise
+            # The lock connection is gone, and every lock with it: whatever this
+            # worker held may be another's by now. It connects again next cycle
+            # and takes its share anew.
+            # Once per loss, not once per cycle while it cannot connect again.
+            (log.warning if self._held else log.debug)(
+                "%s lost its lock connection (%s); its partitions count as lost",
+                self.owner,
+                error,
+            )
+            self._held.clear()
+            await self._discard_prefetch()
+            self._backlog = None
+            return set()
         if held != before:
             log.info("%s holds %d of %d partitions", self.owner, len(held), len(self._slots))
         self._held = {name: now + self.lease for name in held}

@@ -429,3 +429,59 @@ async def test_readmodel_status_lists_every_partition_with_its_position_and_owne
         for row in slot_names(name, 4):
             (line,) = [line for line in lines if line.startswith(row + " ")]
             assert line.split()[1:4] == [str(head), "0", app.worker.owner]
+
+
+@POSTGRES_ONLY
+async def test_a_worker_whose_lock_connection_dies_loses_its_partitions_to_the_others(
+    app: Bicameral,
+) -> None:
+    from sqlalchemy import text
+
+    from readmodel.partitions import WORKER_LOCKS, presence_key
+    from writemodel.database import create_engine
+
+    workload = Workload(app.commands, seed=23)
+    done = asyncio.Event()
+    writing = asyncio.create_task(workload.run(done, max_commands=200, pause=0.02))
+    # A lease of 20 s, renewed every 10 s: a partition that moves within 10 s of the
+    # cut moved by its lock, not by its lease.
+    cut, other = (_worker(app, name, lease=timedelta(seconds=20)) for name in ("cut", "other"))
+    with _running([cut, other]) as tasks:
+
+        async def shared() -> set[str] | None:
+            rows = await _rows(app)
+            held = {r.name for r in rows if r.owner == "cut"}
+            return held if held and any(r.owner == "other" for r in rows) else None
+
+        had = await eventually(shared, timeout=30, what="both workers to hold partitions")
+        # The cut worker cannot open a lock connection again (nothing listens there),
+        # while its other connections still work: it must hold nothing meanwhile.
+        assert cut._locks is not None
+        cut._locks.engine = create_engine("postgresql+asyncpg://nobody@127.0.0.1:9/none")
+        async with app.engine.begin() as conn:
+            # The server ends the session of the cut worker's lock connection.
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid::bigint = :a AND objid::bigint = :b"
+                ),
+                {"a": WORKER_LOCKS, "b": presence_key("cut")},
+            )
+
+        async def moved() -> bool | None:
+            owners = {r.name: r.owner for r in await _rows(app)}
+            return True if any(owners[name] == "other" for name in had) else None
+
+        await eventually(moved, timeout=10, what="a partition of the cut worker to move")
+
+        async def cut_holds_nothing() -> bool | None:
+            return True if not cut._held else None
+
+        # It counts every partition as lost, and takes none without its locks.
+        await eventually(cut_holds_nothing, timeout=10, what="the cut worker to let go")
+        done.set()
+        await writing
+        await eventually(lambda: _caught_up(app), timeout=60, what="the workers to catch up")
+    await _stopped(tasks)
+
+    assert await read_model_mismatches(app.engine, app.search, app.settings.index_prefix) == []
