@@ -170,6 +170,12 @@ class Checkpoints:
                     name: {o for o in others if presence_key(o) in worker_keys}
                     for name, others in registered.items()
                 }
+        wanted = [row for name in read_models for row in slot_names(name, partitions)]
+        if any(row not in rows for row in wanted):
+            # Dropped by a worker seeding another partition count (every worker must
+            # run the same FEED_PARTITIONS; docs/operations.md): seed them again.
+            await self.seed(read_models, partitions, now)
+            return set()
         keep: list[str] = []
         give_back: list[str] = []
         claim: list[str] = []

@@ -128,6 +128,23 @@ async def test_changing_the_partition_count_seeds_the_new_rows_from_the_lowest_o
     assert await checkpoints.reached(["orders"]) == 5
 
 
+async def test_a_worker_whose_rows_another_count_dropped_seeds_its_own_again(
+    app: Bicameral,
+) -> None:
+    now = datetime.now(UTC)
+    checkpoints = Checkpoints(app.engine)
+    await checkpoints.seed(["products"], 4, now)
+    assert len(await checkpoints.share(["products"], 4, "a", now, timedelta(seconds=5))) == 4
+    # A worker run with FEED_PARTITIONS=2 starts: it replaces the rows.
+    await checkpoints.seed(["products"], 2, now)
+
+    assert await checkpoints.share(["products"], 4, "a", now, timedelta(seconds=5)) == set()
+
+    rows = [r.name for r in await checkpoints.rows()]
+    assert rows == slot_names("products", 4)
+    assert len(await checkpoints.share(["products"], 4, "a", now, timedelta(seconds=5))) == 4
+
+
 async def test_a_read_model_is_reached_only_when_its_furthest_behind_partition_is(
     app: Bicameral,
 ) -> None:
