@@ -120,6 +120,7 @@ class Bicameral:
             linger=settings.feed_linger,
             refresh_interval=settings.feed_refresh_interval,
             lease=timedelta(seconds=settings.feed_lease_seconds),
+            partitions=settings.feed_partitions,
             # Other processes' change hubs hear of each cycle in its checkpoints' commit.
             notify_channel=APPLIED_CHANNEL if is_postgres(self.engine) else None,
         )

@@ -28,9 +28,14 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from readmodel.lag import ProjectionLag
 
 __all__ = ["main"]
 
@@ -339,11 +344,44 @@ async def _readmodel_status(settings: Settings) -> int:
                     for i, (cell, w) in enumerate(zip(row, widths, strict=True))
                 )
             )
+        _print_partitions(list(lags.values()), app.now())
         for note in notes:
             print(note)
     finally:
         await app.stop()
     return 0
+
+
+def _print_partitions(lags: list[ProjectionLag], now: datetime) -> None:
+    """Each read model's partitions (FEED_PARTITIONS): position, lag and owner; an
+    owner whose lease ran out is marked, another worker takes it at its next look."""
+    rows = [("partition", "position", "lag", "owner", "lease s")]
+    for lag in lags:
+        for part in lag.partitions:
+            left = None if part.lease_until is None else (part.lease_until - now).total_seconds()
+            owner = part.owner or "-"
+            if part.owner is not None and left is not None and left < 0:
+                owner += " (expired)"
+            rows.append(
+                (
+                    part.name,
+                    str(part.position),
+                    str(part.lag_events),
+                    owner,
+                    "-" if left is None else f"{left:.1f}",
+                )
+            )
+    if len(rows) == 1:
+        return
+    print()
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(
+                cell.ljust(w) if i in (0, 3) else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
 
 
 async def _readmodel_rebuild(settings: Settings, names: list[str]) -> int:

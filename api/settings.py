@@ -77,6 +77,9 @@ class Settings:
     feed_refresh_interval: float = 1.0
     # Seconds a worker's lease on a read model lasts unless renewed; another takes over after.
     feed_lease_seconds: float = 15.0
+    # Partitions each read model is split into, each with its own checkpoint and
+    # lease, so several workers share one read model (same value on every worker).
+    feed_partitions: int = 4
     # Longest a query waits for its consistencyToken before answering stale (seconds).
     consistency_timeout: float = 5.0
     # Longest one query or mutation may run (seconds); keep it above CONSISTENCY_TIMEOUT.
@@ -182,6 +185,7 @@ class Settings:
                 "0 or more",
             ),
             ("feed_lease_seconds", 0 < self.feed_lease_seconds < math.inf, "above 0"),
+            ("feed_partitions", 1 <= self.feed_partitions <= 256, "1 to 256"),
             ("consistency_timeout", 0 <= self.consistency_timeout < math.inf, "0 or more"),
             ("request_timeout", 0 < self.request_timeout < math.inf, "above 0"),
             ("idempotency_ttl_hours", 0 < self.idempotency_ttl_hours < math.inf, "above 0"),

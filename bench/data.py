@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from writemodel.tables import checkpoints, customers, events, products, stock
+from writemodel.tables import customers, events, products, stock
 
 __all__ = [
     "CatalogCustomer",
@@ -269,8 +269,10 @@ PROJECTIONS = ("products", "orders", "customers")
 
 async def lag(engine: AsyncEngine) -> tuple[int, int]:
     """(outbox head, the lowest checkpoint): the feed's lag is their difference."""
+    from readmodel.checkpoints import read_all
+
     async with engine.connect() as conn:
         top = await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))
-        rows = await conn.execute(select(checkpoints.c.name, checkpoints.c.position))
-        positions = dict(rows.tuples().all())
+        # Per read model, its furthest-behind partition (readmodel/checkpoints.py).
+        positions = {c.name: c.position for c in await read_all(conn)}
         return int(top.scalar_one()), min(int(positions.get(n, 0)) for n in PROJECTIONS)

@@ -19,6 +19,7 @@ from bench import (
     fanout,
     full_rebuild,
     mutations,
+    partitions,
     projection,
     query,
     staleness,
@@ -42,7 +43,8 @@ __all__ = ["PATHS", "run"]
 
 # "3w": commits/s against concurrent writers, on a durable PostgreSQL of its own.
 # "f": subscription fan-out, 1,000 to 10,000 subscribers of one serve process (SQLite).
-PATHS = ("1", "2", "3", "3w", "4", "5", "6", "7", "8", "f")
+# "w": one read model shared by 1, 2 and 4 worker processes, and failover (PostgreSQL).
+PATHS = ("1", "2", "3", "3w", "4", "5", "6", "7", "8", "f", "w")
 # What a path needs measured first: 8 compares with 3; 6 and 7 run together.
 _NEEDS = {"8": {"3"}, "6": {"3", "7"}, "7": {"3", "6"}}
 
@@ -105,6 +107,9 @@ async def run(size: Size, only: set[str], databases: tuple[str, ...]) -> Report:
                 url = await services.sqlite_database("fanout")
                 deployment = services.deployment("fanout", url)
                 report.add(*await fanout.measure(services, deployment, fanout.counts(size.name)))
+        if "w" in wanted and "postgres" in databases:
+            with report.timed("w partitions (postgres)"):
+                report.add(*await partitions.measure(services, size))
     except Exception as error:  # report what was measured, and why the rest was not
         import traceback
 

@@ -1,9 +1,13 @@
 """The feed worker: outbox -> projections -> Elasticsearch -> checkpoints.
 
-One loop; each cycle serves every projection this worker holds the lease of,
-together: read their checkpoints (one query), read the outbox once from the
+One loop; each cycle serves every partition of every read model this worker
+holds the lease of, together (readmodel/partitions.py: how a read model is
+split, why that is correct, who owns which partition, the fast failover on
+PostgreSQL): read their checkpoints (one query), read the outbox once from the
 lowest of them with the gap-safe read, let each projection build the
-documents its own events touch, write all of them in one bulk request
+documents its own events touch (the events of the partitions it holds, past
+each partition's checkpoint; one call per read model, whatever the number of
+partitions), write all of them in one bulk request
 (refreshed, so searchable), and only then advance the checkpoints (one
 transaction, which on PostgreSQL also NOTIFYs other processes). A checkpoint
 never gets ahead of what is searchable: a consistency token it reaches finds
@@ -18,7 +22,11 @@ anyway, so a lost wake-up costs latency, never data.
 
 What a cycle costs is mostly fixed (round trips and a refresh), so the
 worker lets batches grow with the load:
-- a lease is renewed only once half of it is spent;
+- a lease is renewed only once half of it is spent; a worker that does not
+  hold every partition also looks for partitions to take (free, expired, or
+  orphaned by a dead worker on PostgreSQL) at most every `takeover_interval`
+  seconds; one holding them all looks for nothing, so it costs what a single
+  worker always cost;
 - after a full batch the next read is larger (up to `catch_up_factor` times
   the batch size), and it is read and projected while the full one is being
   written: the write database and Elasticsearch work at once, and nothing
@@ -49,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -64,11 +73,12 @@ from readmodel.bulk import BulkWriter, Refused, Write
 from readmodel.checkpoints import Checkpoints
 from readmodel.instruments import batch as measured_batch
 from readmodel.instruments import link_to_commands
+from readmodel.partitions import AdvisoryLocks, partition_of, read_model_of, slot_names
 from readmodel.projections import Projection
 from readmodel.quarantine import Quarantine, Refusal
 from readmodel.setup import prepare
 from writemodel import outbox
-from writemodel.database import read_only
+from writemodel.database import is_postgres, read_only
 from writemodel.outbox import StoredEvent
 
 __all__ = ["Applied", "FeedWorker"]
@@ -78,13 +88,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Applied:
-    """A batch a projection has applied and made searchable."""
+    """A batch a read model's partitions (some or all) have applied and made searchable."""
 
+    # The read model.
     projection: str
-    # The events of the batch the projection takes (maybe none).
+    # The events of the batch those partitions take (maybe none).
     events: list[StoredEvent]
-    # The checkpoint it reached: every event up to here is applied.
+    # The checkpoint they reached: every event of theirs up to here is applied
+    # (the read model as a whole has reached it once every partition has).
     position: int
+    # The partitions that reached it.
+    partitions: tuple[int, ...] = ()
 
 
 Listener = Callable[[Applied], Awaitable[None]]
@@ -94,13 +108,13 @@ Listener = Callable[[Applied], Awaitable[None]]
 class _Prepared:
     """A batch read and projected, not yet written."""
 
-    # Where each held projection stood when it was read.
+    # Where each held partition (checkpoint row) stood when it was read.
     positions: dict[str, int]
     # How many events were asked for: as many came back means a backlog.
     size: int
     batch: list[StoredEvent]
-    # The projections the batch takes further, with their events and writes.
-    behind: list[Projection]
+    # The partitions (rows) the batch takes further; each read model's events and writes.
+    behind: list[str]
     taken: dict[str, list[StoredEvent]]
     writes: list[Write]
     # Events committed past this batch when it was read (counted for a full batch only).
@@ -151,6 +165,8 @@ class FeedWorker:
         catch_up_factor: int = 4,
         linger: float = 0.1,
         refresh_interval: float = 1.0,
+        partitions: int = 4,
+        takeover_interval: float = 0.5,
     ) -> None:
         self.engine = engine
         self.projections = projections
@@ -166,6 +182,20 @@ class FeedWorker:
         self.linger = linger
         # While catching up, the longest a written batch waits for its refresh.
         self.refresh_interval = refresh_interval
+        self.partitions = max(1, partitions)
+        # A worker short of its share, or holding less than everything, looks for
+        # partitions to take at most this often (readmodel/partitions.py).
+        self.takeover_interval = takeover_interval
+        # Every partition's checkpoint row -> (read model, partition).
+        self._slots = {
+            row: (p.name, number)
+            for p in projections
+            for number, row in enumerate(slot_names(p.name, self.partitions))
+        }
+        self._projection_of = {p.name: p for p in projections}
+        # PostgreSQL: the locks that end with this worker's connection (fast failover).
+        self._locks = AdvisoryLocks(engine, self.owner) if is_postgres(engine) else None
+        self._probed = -math.inf  # time.monotonic() of the last look for partitions
         self.checkpoints = Checkpoints(engine)
         self.writer = BulkWriter(client)
         self.quarantine = Quarantine(engine)
@@ -180,7 +210,7 @@ class FeedWorker:
         self._indexes_ready = False
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
-        # The leases this worker holds, and until when (as it last set them).
+        # The partitions (rows) whose lease this worker holds, and until when (as it last set them).
         self._held: dict[str, datetime] = {}
         self._read_size = batch_size
         self._running = False
@@ -239,9 +269,12 @@ class FeedWorker:
         self._backlog = None
         self._held.clear()
         try:
-            await self.checkpoints.release([p.name for p in self.projections], self.owner)
+            await self.checkpoints.release(list(self._slots), self.owner)
+            await self.checkpoints.retire(self.owner)
         except Exception:  # the leases will expire by themselves
             log.warning("could not release the leases of %s", self.owner)
+        if self._locks is not None:
+            await self._locks.close()
 
     async def _sleep(self, seconds: float) -> None:
         """Until woken, stopped, or `seconds` have passed."""
@@ -258,7 +291,7 @@ class FeedWorker:
 
     @measured_batch
     async def run_once(self) -> int:
-        """One cycle over the projections this worker holds; the events it read."""
+        """One cycle over the partitions this worker holds; the events it read."""
         if not self._indexes_ready:
             await prepare(
                 self.client,
@@ -267,15 +300,16 @@ class FeedWorker:
                 {p.name: p.index for p in self.projections},
             )
             self._indexes_ready = True
-        held = [p for p in self.projections if p.name in await self._hold_leases()]
+        holding = await self._hold_leases()
+        held = [row for row in self._slots if row in holding]
         if not held:
             await self._discard_prefetch()
             self._backlog = None
             return 0
-        checkpoints = {c.name: c for c in await self.checkpoints.all()}
+        checkpoints = {c.name: c for c in await self.checkpoints.rows()}
         stored = {
-            p.name: (c.position, c.updated_at) if (c := checkpoints.get(p.name)) else (0, None)
-            for p in held
+            row: (c.position, c.updated_at) if (c := checkpoints.get(row)) else (0, None)
+            for row in held
         }
         backlog = self._backlog
         if backlog is not None and backlog.stored != stored:
@@ -341,7 +375,7 @@ class FeedWorker:
         refusals = self._refusals(prepared, refused)
         return _Written(
             prepared.batch[-1].position,
-            [p.name for p in prepared.behind],
+            prepared.behind,
             prepared.taken,
             refusals,
             self._written(prepared, refusals),
@@ -369,8 +403,9 @@ class FeedWorker:
                 refused=written.refusals,
                 written=written.written,
             )
+            moved_models = {read_model_of(row) for row in moved}
             for refusal in written.refusals:
-                if refusal.read_model in moved:
+                if refusal.read_model in moved_models:
                     log.warning(
                         "%s/%s refused by Elasticsearch (%s: %s); quarantined, the feed goes on",
                         refusal.index_name,
@@ -385,11 +420,27 @@ class FeedWorker:
                     log.warning(
                         "lost the lease of %s before advancing; another worker goes on", name
                     )
-            for name in written.behind:
-                if name in moved:
-                    applied = Applied(name, written.taken[name], written.end)
-                    for listener in self.listeners:
-                        await listener(applied)
+            for applied in self._applied(written, moved):
+                for listener in self.listeners:
+                    await listener(applied)
+
+    def _applied(self, written: _Written, moved: set[str]) -> list[Applied]:
+        """One Applied per read model some of whose partitions moved past `written`."""
+        partitions: dict[str, list[int]] = {}
+        for row in written.behind:
+            if row in moved:
+                name, number = self._slots[row]
+                partitions.setdefault(name, []).append(number)
+        applied = []
+        for name, numbers in partitions.items():
+            events = written.taken.get(name, [])
+            if len(numbers) < len(slot_names(name, self.partitions)):
+                kept = set(numbers)
+                events = [
+                    e for e in events if partition_of(e.aggregate_id, self.partitions) in kept
+                ]
+            applied.append(Applied(name, events, written.end, tuple(numbers)))
+        return applied
 
     def _refusals(self, prepared: _Prepared, refused: list[Refused]) -> list[Refusal]:
         """The documents Elasticsearch refused, as quarantine entries: with the
@@ -430,10 +481,11 @@ class FeedWorker:
         return written
 
     async def _prepare(
-        self, held: list[Projection], positions: dict[str, int], size: int
+        self, held: list[str], positions: dict[str, int], size: int
     ) -> _Prepared | None:
-        """Read the events after the lowest of `positions` and build what each
-        projection in `held` makes of those past its own; None when there are none."""
+        """Read the events after the lowest of `positions` and build what each read
+        model makes of those of its partitions in `held` (rows) past each one's
+        checkpoint; None when there are none."""
         async with read_only(self.engine) as conn:
             batch = await outbox.read_after(conn, min(positions.values()), size, payload=False)
             if not batch:
@@ -441,18 +493,20 @@ class FeedWorker:
             end = batch[-1].position
             # A full batch: how far behind is the worker? (the backlog rule, module docstring)
             remaining = (await outbox.head(conn))[0] - end if len(batch) == size else 0
-            # Each projection takes the events past its own checkpoint: after a reset
+            # Each partition takes its events past its own checkpoint: after a reset
             # of one of them (a replay) the others skip what they have applied.
-            behind = [p for p in held if positions[p.name] < end]
+            behind = [row for row in held if positions[row] < end]
+            since: dict[str, dict[int, int]] = {}
+            for row in behind:
+                name, number = self._slots[row]
+                since.setdefault(name, {})[number] = positions[row]
             taken: dict[str, list[StoredEvent]] = {}
             writes: list[Write] = []
-            for projection in behind:
-                since = positions[projection.name]
-                taken[projection.name] = [
-                    e for e in batch if e.position > since and e.aggregate_type in projection.takes
-                ]
-                if taken[projection.name]:
-                    actions = await projection.project(conn, taken[projection.name])
+            for name, by_partition in since.items():
+                projection = self._projection_of[name]
+                taken[name] = self._taken(batch, projection, by_partition)
+                if taken[name]:
+                    actions = await projection.project(conn, taken[name])
                     if actions:
                         writes.append(
                             Write(
@@ -465,6 +519,27 @@ class FeedWorker:
                             )
                         )
         return _Prepared(dict(positions), size, batch, behind, taken, writes, remaining)
+
+    def _taken(
+        self, batch: list[StoredEvent], projection: Projection, since: dict[int, int]
+    ) -> list[StoredEvent]:
+        """The events of `batch` `projection` takes in the partitions of `since`
+        (partition -> its checkpoint), past each one's checkpoint."""
+        takes = projection.takes
+        starts = set(since.values())
+        if len(since) == self.partitions and len(starts) == 1:
+            # Every partition, from one checkpoint (a worker alone, the usual case):
+            # no hashing, as cheap as a read model in one piece.
+            (start,) = starts
+            return [e for e in batch if e.position > start and e.aggregate_type in takes]
+        partitions = self.partitions
+        end = batch[-1].position  # a partition not held takes nothing
+        return [
+            e
+            for e in batch
+            if e.aggregate_type in takes
+            and e.position > since.get(partition_of(e.aggregate_id, partitions), end)
+        ]
 
     async def _prefetched(self, positions: dict[str, int]) -> _Prepared | None:
         """The batch read ahead during the last cycle, if it was read from where the
@@ -488,15 +563,51 @@ class FeedWorker:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _hold_leases(self) -> set[str]:
-        """The projections whose lease this worker holds, renewing them once half spent."""
+        """The partitions (rows) whose lease this worker holds, renewing them once
+        half spent, and taking its share of the others (readmodel/partitions.py)."""
         now = self.clock()
-        names = [p.name for p in self.projections]
-        if len(self._held) == len(names) and min(self._held.values()) - now > self.lease / 2:
+        fresh = bool(self._held) and min(self._held.values()) - now > self.lease / 2
+        if fresh and (
+            len(self._held) == len(self._slots)
+            or time.monotonic() - self._probed < self.takeover_interval
+        ):
             return set(self._held)
+        names = [p.name for p in self.projections]
         if not self._rows_ready:
-            await self.checkpoints.ensure(names, now)
+            await self.checkpoints.seed(names, self.partitions, now)
             self._rows_ready = True
-        held = await self.checkpoints.hold(names, self.owner, now, self.lease)
+        self._probed = time.monotonic()
+        before = set(self._held)
+        try:
+            held = await self.checkpoints.share(
+                names,
+                self.partitions,
+                self.owner,
+                now,
+                self.lease,
+                # Only a running loop holds locks: one driven from outside
+                # (run_once, a rebuild's catch-up, tests) may never close them.
+                locks=self._locks if self._running else None,
+                renew=not fresh,
+            )
+        except Exception as error:
+            if self._locks is None or not self._locks.broken:
+                raise
+            # The lock connection is gone, and every lock with it: whatever this
+            # worker held may be another's by now. It connects again next cycle
+            # and takes its share anew.
+            # Once per loss, not once per cycle while it cannot connect again.
+            (log.warning if self._held else log.debug)(
+                "%s lost its lock connection (%s); its partitions count as lost",
+                self.owner,
+                error,
+            )
+            self._held.clear()
+            await self._discard_prefetch()
+            self._backlog = None
+            return set()
+        if held != before:
+            log.info("%s holds %d of %d partitions", self.owner, len(held), len(self._slots))
         self._held = {name: now + self.lease for name in held}
         return held
 
@@ -507,23 +618,31 @@ class FeedWorker:
                 pass
 
     async def catch_up(self, name: str, position: int) -> int:
-        """Until projection `name`'s checkpoint has reached `position`; where it got
-        (a rebuild's step (d), readmodel/rebuild.py). No deadline: the caller sets one.
+        """Until every partition of read model `name` has reached `position`; where
+        the furthest behind got (a rebuild's step (d), readmodel/rebuild.py). No
+        deadline: the caller sets one.
 
-        Drives this worker here unless a live loop holds the lease: another worker
-        (its lease is live and not ours), or this very worker running its loop in a
-        task of its own; then it polls the checkpoint. Two drivers of one worker
-        would only duplicate writes (harmless) and log a lost lease (misleading),
-        hence the care.
+        Drives this worker here unless a live loop holds a lease: another worker
+        (a partition's lease is live and not ours), or this very worker running its
+        loop in a task of its own; then it polls the checkpoints. Two drivers of one
+        worker would only duplicate writes (harmless) and log a lost lease
+        (misleading), hence the care.
         """
+        wanted = set(slot_names(name, self.partitions))
         while True:
-            checkpoint = await self.checkpoints.get(name)
-            if checkpoint.position >= position:
-                return checkpoint.position
-            lease = checkpoint.lease_until
-            live = checkpoint.owner is not None and lease is not None and lease > self.clock()
-            ours = checkpoint.owner == self.owner
-            if self._running or (live and not ours):
+            rows = [c for c in await self.checkpoints.rows() if c.name in wanted]
+            reached = min((c.position for c in rows), default=0) if len(rows) == len(wanted) else 0
+            if reached >= position:
+                return reached
+            now = self.clock()
+            live = any(
+                c.owner is not None
+                and c.owner != self.owner
+                and c.lease_until is not None
+                and c.lease_until > now
+                for c in rows
+            )
+            if self._running or live:
                 await asyncio.sleep(self.poll_interval)
                 continue
             if not await self.run_once():

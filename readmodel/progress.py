@@ -23,8 +23,8 @@ Such a wait answers stale at once, with the head read after it registered
 (never an older one), instead of parking for the whole bound.
 
 Where the positions come from is the `source`: by default the write
-database (`Checkpoints.reached` per read model waited on, then the outbox
-head); on a query node the progress the workers publish in Elasticsearch
+database (each read model's furthest-behind partition, then the outbox
+head, on one connection); on a query node the progress the workers publish in Elasticsearch
 (readmodel/published.py), which has no head a fresh token can be checked
 against, so there a wait for a position beyond the head parks for its bound.
 """
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from readmodel.checkpoints import Checkpoints
+from readmodel.checkpoints import read_all
 from writemodel import outbox
 from writemodel.database import is_database_fault, read_only
 from writemodel.unit_of_work import WriteDatabaseUnavailable
@@ -83,7 +83,6 @@ class Progress:
         unreadable: Callable[[], Exception] | None = None,
     ) -> None:
         self.engine = engine
-        self.checkpoints = Checkpoints(engine)
         self.poll_interval = poll_interval
         self.source: Source = source or self._from_write_database
         # What a wait raises when its bound passed with the source unreadable.
@@ -188,10 +187,11 @@ class Progress:
             self.knows_head = True
 
     async def _from_write_database(self, names: Sequence[str]) -> tuple[dict[str, int], int]:
-        """Each read model's `Checkpoints.reached` (the one reading of checkpoints
-        every part shares), then the outbox head, read after them."""
-        found = {name: await self.checkpoints.reached([name]) for name in names}
+        """Each read model's position (its furthest-behind partition, as
+        `Checkpoints.reached` reads it), then the outbox head read after them, on
+        one connection held for one read."""
         async with read_only(self.engine) as conn:
+            found = {c.name: c.position for c in await read_all(conn) if c.name in names}
             head, _ = await outbox.head(conn)
         return found, head
 

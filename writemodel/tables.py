@@ -24,6 +24,7 @@ __all__ = [
     "checkpoints",
     "customers",
     "events",
+    "feed_workers",
     "idempotency_keys",
     "metadata",
     "order_lines",
@@ -162,6 +163,17 @@ checkpoints = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("owner", String(128)),
     Column("lease_until", DateTime(timezone=True)),
+)
+
+# The feed workers alive, per read model they serve: a worker renews its rows with
+# its leases, so the others can count who shares a read model's partitions
+# (readmodel/partitions.py), newcomers that hold none yet included.
+feed_workers = Table(
+    "feed_workers",
+    metadata,
+    Column("owner", String(128), primary_key=True),
+    Column("read_model", String(64), primary_key=True),
+    Column("lease_until", DateTime(timezone=True), nullable=False),
 )
 
 # Documents Elasticsearch refused for themselves (a mapping they do not fit, a

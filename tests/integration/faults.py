@@ -256,10 +256,12 @@ def owner_pid(owner: str | None) -> int | None:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where the feed stands: the outbox head and each read model's checkpoint."""
+    """Where the feed stands: the outbox head and each read model's checkpoint
+    (its furthest-behind partition), and every partition's row."""
 
     head: int
     checkpoints: dict[str, Checkpoint]
+    rows: list[Checkpoint]
 
     def lag(self, name: str) -> int:
         return self.head - self.checkpoints[name].position
@@ -269,15 +271,16 @@ class Progress:
         return any(self.lag(name) > 0 for name in self.checkpoints)
 
     def owners(self) -> set[int | None]:
-        return {owner_pid(cp.owner) for cp in self.checkpoints.values()}
+        return {owner_pid(cp.owner) for cp in self.rows}
 
 
 async def progress(engine: AsyncEngine) -> Progress:
     async with read_only(engine) as conn:
         head, _ = await outbox.head(conn)
     found = {cp.name: cp for cp in await Checkpoints(engine).all()}
+    rows = [cp for cp in await Checkpoints(engine).rows() if cp.read_model in READ_MODELS]
     missing = Checkpoint("", 0, None, None, None)
-    return Progress(head, {name: found.get(name, missing) for name in READ_MODELS})
+    return Progress(head, {name: found.get(name, missing) for name in READ_MODELS}, rows)
 
 
 # --- the comparison ---

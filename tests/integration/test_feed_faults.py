@@ -234,7 +234,7 @@ async def test_when_the_lease_owner_is_killed_the_other_worker_takes_over_and_lo
         await asyncio.sleep(1.0)  # mid-stream: writes keep coming and batches keep going
 
         held = await progress(app.engine)
-        owner_of_most = Counter(owner_pid(cp.owner) or 0 for cp in held.checkpoints.values())
+        owner_of_most = Counter(owner_pid(cp.owner) or 0 for cp in held.rows)
         doomed = by_pid[owner_of_most.most_common(1)[0][0]]
         (survivor,) = (w for w in workers if w is not doomed)
         at_kill = await progress(app.engine)
@@ -243,7 +243,7 @@ async def test_when_the_lease_owner_is_killed_the_other_worker_takes_over_and_lo
         left = await progress(app.engine)
         lease_ends = max(
             cp.lease_until
-            for cp in left.checkpoints.values()
+            for cp in left.rows
             if owner_pid(cp.owner) == doomed.pid and cp.lease_until is not None
         )
 
@@ -276,15 +276,17 @@ async def test_when_the_lease_owner_is_killed_the_other_worker_takes_over_and_lo
 
     print(
         f"took over {takeover:.2f} s after the kill, "
-        f"{(taken_at - lease_ends).total_seconds():.2f} s after the lease ran out; "
+        f"{(taken_at - lease_ends).total_seconds():.2f} s after the lease ran out "
+        "(negative: before it, by the advisory locks); "
         f"{workload.executed} commands written; "
         f"lag at the kill { {name: at_kill.lag(name) for name in READ_MODELS} }"
     )
-    # How soon a survivor takes over is what FEED_LEASE_SECONDS promises, so this test
-    # times it after all: the lease, plus the survivor's poll and a margin for a loaded
-    # 2-core box.
+    # How soon a survivor takes over is what FEED_LEASE_SECONDS promises at the latest,
+    # so this test times it after all: the lease, plus the survivor's poll and a margin
+    # for a loaded 2-core box. On PostgreSQL the dead worker's advisory locks end with
+    # its connection, so its partitions may (and usually do) move before its lease ran
+    # out (readmodel/partitions.py; tests/integration/test_partitions.py).
     assert takeover <= LEASE_SECONDS + 2.0
-    assert taken_at >= lease_ends, "a live lease was taken over"
     # Doubled documents would show as more documents than rows, or as wrong versions.
     assert problems == []
 
