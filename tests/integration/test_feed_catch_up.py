@@ -198,7 +198,8 @@ async def test_commits_that_arrive_during_a_cycle_make_the_worker_linger(
 
     worker.run_once = cycle  # type: ignore[method-assign]
     worker._pause = pausing  # type: ignore[method-assign]
-    await _products(app, "BUSY", 2)  # two commands in one batch, and one more during it
+    # As many commands in one batch as make commits count as fast, and one more during it.
+    await _products(app, "BUSY", worker.linger_commands)
     running = asyncio.create_task(worker.run())
     try:
         async with asyncio.timeout(DEADLINE):
@@ -207,3 +208,37 @@ async def test_commits_that_arrive_during_a_cycle_make_the_worker_linger(
         worker.stop()
         await running
     assert lingered.is_set()
+
+
+async def test_a_batch_of_two_commands_with_a_commit_during_it_does_not_linger(
+    app: Bicameral,
+) -> None:
+    # 20 writes/s against a cycle of about 50 ms: two commands a batch is a trickle still.
+    await app.worker.run_until_caught_up()
+    await app.worker.release_leases()
+    worker = _worker(app, linger=3600, poll_interval=3600)
+    run_once = worker.run_once
+    cycles: list[int] = []
+    commands: list[int] = []
+
+    async def cycle() -> int:
+        applied = await run_once()
+        cycles.append(applied)
+        commands.append(worker._commands)
+        if len(cycles) == 1:
+            worker.wake()  # a commit while the first cycle ran
+        return applied
+
+    worker.run_once = cycle  # type: ignore[method-assign]
+    await _products(app, "PAIR", 2)  # two commands in one batch
+    running = asyncio.create_task(worker.run())
+    try:
+        # Had it lingered (an hour), no second cycle would come before the deadline.
+        async with asyncio.timeout(DEADLINE):
+            while len(cycles) < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        worker.stop()
+        await running
+    assert cycles[0] == 2 and commands[0] == 2  # both products, two commands, in one batch
+    assert len(cycles) >= 2  # and the next cycle came at once, with no linger
