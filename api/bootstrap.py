@@ -26,7 +26,6 @@ its role, so query nodes work beside any deployment's workers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -50,6 +49,7 @@ from readmodel.published import (
 from readmodel.quarantine import Quarantine
 from readmodel.reader import Reader
 from readmodel.setup import ensure_indexes, laid_out
+from readmodel.tasks import cancel
 from readmodel.wakeup import PostgresWakeup
 from writemodel import outbox
 from writemodel.database import create_engine, is_database_fault, is_postgres, read_only
@@ -239,11 +239,8 @@ class Bicameral:
             return
 
     async def stop(self) -> None:
-        if self._hub_starter is not None:
-            self._hub_starter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._hub_starter
-            self._hub_starter = None
+        starter, self._hub_starter = self._hub_starter, None
+        await cancel(starter)
         await self.publisher.stop()
         if self._listener is not None:
             await self._listener.stop()

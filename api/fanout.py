@@ -290,10 +290,6 @@ class Fanout:
         return len(self._membership)
 
 
-def _code(error: dict[str, Any]) -> object:
-    return (error.get("extensions") or {}).get("code")
-
-
 def _retrieve(task: asyncio.Task[None]) -> None:
     if not task.cancelled():
         task.exception()  # logged by whoever awaits; here only marked as retrieved

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from readmodel.checkpoints import Checkpoints
+from readmodel.tasks import cancel
 from writemodel import outbox
 from writemodel.database import read_only
 from writemodel.outbox import StoredEvent
@@ -102,11 +103,8 @@ class ChangeHub:
         self._task = asyncio.create_task(self._run(), name="change-hub")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
 
     def poke(self, *_: object) -> None:
         """The read side may have moved: look now rather than at the next poll."""

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from readmodel.checkpoints import read_all
+from readmodel.tasks import cancel
 from writemodel import outbox
 from writemodel.database import is_database_fault, read_only
 from writemodel.unit_of_work import WriteDatabaseUnavailable
@@ -142,11 +143,8 @@ class Progress:
             self._task = asyncio.create_task(self._run(), name="read-progress")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
 
     async def _run(self) -> None:
         # Ends when nobody waits: a process with no parked query reads nothing.

@@ -58,6 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from readmodel.checkpoints import Checkpoints
 from readmodel.quarantine import Entry, Quarantine
+from readmodel.tasks import cancel
 from writemodel import outbox
 from writemodel.database import read_only
 
@@ -273,11 +274,8 @@ class ProgressPublisher:
         self._task = asyncio.create_task(self._run(), name="progress-publisher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
 
     async def _run(self) -> None:
         while True:

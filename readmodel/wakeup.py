@@ -19,6 +19,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL
 
+from readmodel.tasks import cancel
+
 __all__ = ["PostgresWakeup"]
 
 log = logging.getLogger(__name__)
@@ -44,11 +46,8 @@ class PostgresWakeup:
         self._task = asyncio.create_task(self._run(), name="postgres-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
 
     def _notified(self, _connection: Any, _pid: int, channel: str, _payload: str) -> None:
         self.channels[channel]()

@@ -169,19 +169,11 @@ def postgres_cluster(
     two `bicameral serve` processes without a worker, and one `bicameral worker`."""
     folder = tmp_path_factory.mktemp("cluster")
     with pg_server.temporary_database(postgres_server_url, prefix="e2e_") as database_url:
-        env = {
-            **os.environ,
-            "DATA_DIR": str(folder),
-            "DATABASE_URL": database_url,
-            "ELASTICSEARCH_URL": elasticsearch_url,
-            "INDEX_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
-            "EMBEDDED_WORKER": "false",
-            "FEED_POLL_INTERVAL": "0.2",
-            "LOG_LEVEL": "warning",
-            # Each API one process (the default would be one per core): a test that
-            # writes through one and listens on the other knows it crossed processes.
-            "WEB_CONCURRENCY": "1",
-        }
+        # Each API one process (serve_env's): a test that writes through one and
+        # listens on the other knows it crossed processes.
+        env = serve_env(
+            elasticsearch_url, folder, DATABASE_URL=database_url, EMBEDDED_WORKER="false"
+        )
         subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
         # The APIs share DATA_DIR, so they verify tokens with one key. Each would make it
         # (the file is created atomically, the loser of a race reads the winner's), but

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -28,7 +27,7 @@ from sqlalchemy import text
 from websockets.asyncio.client import ClientConnection
 
 from api.auth import LocalSigningKey
-from tests.e2e.conftest import BIN, Server, _free_port, _running, _serving
+from tests.e2e.conftest import BIN, Server, _free_port, _running, _serving, serve_env
 from tools import pg_server
 from writemodel.database import create_engine
 
@@ -128,18 +127,13 @@ def deployment(
                 await engine.dispose()
 
         asyncio.run(synchronous_commit())
-        env = {
-            **os.environ,
-            "DATA_DIR": str(folder),
-            "DATABASE_URL": database_url,
-            "ELASTICSEARCH_URL": elasticsearch_url,
-            "INDEX_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
-            "EMBEDDED_WORKER": "false",
-            "FEED_POLL_INTERVAL": "0.2",
-            "LOG_LEVEL": "warning",
-            "WEB_CONCURRENCY": "1",
-            "CONSISTENCY_TIMEOUT": "5",
-        }
+        env = serve_env(
+            elasticsearch_url,
+            folder,
+            DATABASE_URL=database_url,
+            EMBEDDED_WORKER="false",
+            CONSISTENCY_TIMEOUT="5",
+        )
         subprocess.run([BIN / "bicameral", "migrate"], env=env, check=True, capture_output=True)
         LocalSigningKey.load_or_create(folder)  # one key for every node's tokens
         try:
