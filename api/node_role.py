@@ -5,7 +5,12 @@ command node serves mutations and refuses queries and subscriptions (a load
 balancer routes by role, so one reaching the wrong node is a routing fault
 to surface, not to half-serve). Either answers the one stable code
 `WRONG_NODE_ROLE` before anything of the operation runs, with
-`extensions.role` naming the node's role. A query node whose change hub has
+`extensions.role` naming the node's role. Introspection alone (`__schema`,
+`__type`, `__typename` and nothing else at the root) is a query every role
+serves: tools read the schema from whichever node they reach (codegen,
+GraphiQL, Apollo's possibleTypes), and it needs neither database. Where
+introspection is off (the production profile), it is refused before this
+guard runs. A query node whose change hub has
 not started yet (it starts once the write database answers) refuses a
 subscription with `WRITE_DATABASE_UNAVAILABLE`: try again later.
 
@@ -21,6 +26,8 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
+
+from api.policy import root_fields
 
 __all__ = ["SERVED", "NodeRoleGuard"]
 
@@ -56,6 +63,8 @@ class NodeRoleGuard(SchemaExtension):
         if execution.graphql_document is None or execution.result is not None:
             return  # nothing to run, or refused already
         kind = execution.operation_type
+        if kind is OperationType.QUERY and _introspection_only(execution):
+            return  # the schema is every node's to tell
         if kind not in SERVED[self.role]:
             self._refuse(
                 GraphQLError(
@@ -80,6 +89,12 @@ class NodeRoleGuard(SchemaExtension):
             raise error
         # A result set before execution is answered instead of executing.
         execution.result = GraphQLExecutionResult(data=None, errors=[error])
+
+
+def _introspection_only(execution: Any) -> bool:
+    """Whether the operation selects introspection fields only at its root."""
+    _, fields = root_fields(execution.graphql_document, execution.operation_name)
+    return not fields
 
 
 def _hub_running(context: Any) -> bool:

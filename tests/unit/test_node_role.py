@@ -49,7 +49,9 @@ async def test_a_query_node_refuses_a_mutation_with_its_role() -> None:
 
 
 async def test_a_command_node_refuses_queries_and_subscriptions() -> None:
-    result = await build_schema(role="command").execute("{ __typename }", context_value=_context())
+    result = await build_schema(role="command").execute(
+        "{ __typename products(first: 1) { totalCount } }", context_value=_context()
+    )
 
     assert result.data is None
     assert _codes(result) == [{"code": "WRONG_NODE_ROLE", "role": "command"}]
@@ -97,3 +99,13 @@ def test_serve_takes_only_the_three_roles(capsys: pytest.CaptureFixture[str]) ->
 
     assert exited.value.code == 2
     assert "--role" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("role", ["query", "command", "all"])
+async def test_every_role_answers_introspection_alone(role: str) -> None:
+    # Codegen, GraphiQL and Apollo's possibleTypes read the schema from any node.
+    query = "query Schema { __typename __schema { queryType { name } } }"
+    result = await build_schema(role=role).execute(query, context_value=_context())
+
+    assert result.errors is None
+    assert result.data == {"__typename": "Query", "__schema": {"queryType": {"name": "Query"}}}
