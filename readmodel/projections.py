@@ -93,7 +93,9 @@ class Projection(ABC, Generic[D]):
         """Whole documents for these ids, from current state; absent ids are gone.
 
         A mutation answers with the same documents (api/mutations/_command.py),
-        so its payload's object is the one the read model will hold."""
+        so its payload's object is the one the read model will hold. One
+        statement: that answer reads it without a transaction on PostgreSQL
+        (`Bicameral.document`), where one statement sees one snapshot."""
 
     async def all_ids(self, conn: AsyncConnection, after: str, limit: int) -> list[str]:
         """Document ids in id order, for a full rebuild."""

@@ -297,3 +297,49 @@ async def test_an_idempotency_key_answers_the_first_result_again(write_app: Bica
     assert again["consistencyToken"] == first["consistencyToken"]
     assert (other["__typename"], other["code"]) == ("RuleBrokenError", "IDEMPOTENCY_KEY_REUSED")
     assert await s.new_events() == []
+
+
+async def test_a_mutation_reads_its_answer_back_in_one_statement(write_app: Bicameral) -> None:
+    """Every projection's document is one statement: `Bicameral.document` reads it
+    without a transaction on PostgreSQL (no BEGIN and ROLLBACK round trips), which
+    shows the same snapshot only because a single statement has one."""
+    from sqlalchemy import event
+
+    from domain import commands as c
+    from readmodel.projections import CustomersProjection, OrdersProjection, ProductsProjection
+    from writemodel.access import SYSTEM
+
+    run = write_app.commands.execute
+    product = await run(
+        c.CreateProduct(sku="ONE-1", name="One", price=500, currency="EUR", initial_stock=5),
+        actor=SYSTEM,
+    )
+    customer = await run(c.RegisterCustomer(email="one@example.com", name="One"), actor=SYSTEM)
+    order = await run(
+        c.PlaceOrder(
+            customer_id=customer.snapshot["id"],
+            lines=(c.OrderLineRequest(sku="ONE-1", quantity=2),),
+        ),
+        actor=SYSTEM,
+    )
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.split()[0].upper())
+
+    sync_engine = write_app.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", seen)
+    try:
+        for projection, outcome in (
+            (ProductsProjection(), product),
+            (CustomersProjection(), customer),
+            (OrdersProjection(), order),
+        ):
+            statements.clear()
+            document = await write_app.document(projection, outcome.snapshot["id"])
+            assert document is not None
+            assert document["id"] == outcome.snapshot["id"]
+            # SQLite's own deferred BEGIN stays (see writemodel/database.py's _on_begin).
+            assert [s for s in statements if s != "BEGIN"] == ["SELECT"], statements
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", seen)
