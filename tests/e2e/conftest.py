@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
 
 from api.auth import LOCAL_AUDIENCE, LOCAL_ISSUER, LocalSigningKey
 from api.identity import Role
@@ -194,3 +199,29 @@ def postgres_cluster(
                 yield Cluster(apis, worker_log, database_url)
         finally:
             httpx.delete(f"{elasticsearch_url}/{env['INDEX_PREFIX']}-*", timeout=10)
+
+
+PRODUCT_CHANGES = "subscription { changes(types: [PRODUCT]) { id kind position } }"
+
+
+@asynccontextmanager
+async def product_changes(server: Server, timeout: float) -> AsyncIterator[ClientConnection]:
+    """A WebSocket (graphql-transport-ws) subscribed to every product change;
+    `timeout` bounds the wait for the server's acknowledgement."""
+    url = server.url.replace("http://", "ws://", 1) + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": server.headers()}))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        assert ack["type"] == "connection_ack", ack
+        await ws.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": PRODUCT_CHANGES}})
+        )
+        yield ws
+
+
+async def next_change(ws: ClientConnection, timeout: float) -> dict[str, Any]:
+    """The next `changes` notification on `ws` (within `timeout` seconds)."""
+    message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    assert message["type"] == "next", message
+    change: dict[str, Any] = message["payload"]["data"]["changes"]
+    return change

@@ -10,24 +10,30 @@ again. Each node refuses the other's operations with WRONG_NODE_ROLE.
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import websockets
 from sqlalchemy import text
-from websockets.asyncio.client import ClientConnection
 
 from api.auth import LocalSigningKey
-from tests.e2e.conftest import BIN, Server, _free_port, _running, _serving, serve_env
+from tests.e2e.conftest import (
+    BIN,
+    Server,
+    _free_port,
+    _running,
+    _serving,
+    next_change,
+    product_changes,
+    serve_env,
+)
 from tools import pg_server
 from writemodel.database import create_engine
 
@@ -48,7 +54,6 @@ query($sku: String!, $token: String) {
   product(sku: $sku, consistencyToken: $token) { sku name }
 }"""
 SEARCH = 'query { products(search: "Lamp") { totalCount edges { node { sku } } } }'
-CHANGES = "subscription { changes(types: [PRODUCT]) { id kind position } }"
 READ_MODEL = "{ readModel { indexedUpTo projections { name position head lagEvents } } }"
 
 
@@ -156,25 +161,6 @@ def deployment(
             httpx.delete(f"{elasticsearch_url}/{env['INDEX_PREFIX']}-*", timeout=10)
 
 
-@asynccontextmanager
-async def _subscriber(server: Server) -> AsyncIterator[ClientConnection]:
-    """A WebSocket (graphql-transport-ws) subscribed to every product change."""
-    url = server.url.replace("http://", "ws://", 1) + "/graphql"
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
-        await ws.send(json.dumps({"type": "connection_init", "payload": server.headers()}))
-        ack = json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))
-        assert ack["type"] == "connection_ack", ack
-        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": CHANGES}}))
-        yield ws
-
-
-async def _next_change(ws: ClientConnection) -> dict[str, Any]:
-    message = json.loads(await asyncio.wait_for(ws.recv(), DEADLINE))
-    assert message["type"] == "next", message
-    change: dict[str, Any] = message["payload"]["data"]["changes"]
-    return change
-
-
 async def test_a_query_node_serves_reads_while_postgresql_is_stopped(
     deployment: Deployment,
 ) -> None:
@@ -182,15 +168,15 @@ async def test_a_query_node_serves_reads_while_postgresql_is_stopped(
     query, command = deployment.query, deployment.command
     token = await asyncio.to_thread(_create, command, "ROLE-1")
     await asyncio.to_thread(_read_your_write, query, "ROLE-1", token)
-    async with _subscriber(query) as subscriber:
+    async with product_changes(query, DEADLINE) as subscriber:
         # The subscription is live once a change comes through it.
         live = await asyncio.to_thread(_create, command, "ROLE-0")
-        assert (await _next_change(subscriber))["position"] == live
+        assert (await next_change(subscriber, DEADLINE))["position"] == live
         await asyncio.to_thread(_outage, deployment, token)
         # The subscriber kept its socket through the outage and hears the next write.
         after = await asyncio.to_thread(_write_once_postgresql_is_back, command)
         await asyncio.to_thread(_read_your_write, query, "ROLE-2", after)
-        assert (await _next_change(subscriber))["position"] == after
+        assert (await next_change(subscriber, DEADLINE))["position"] == after
 
 
 def _outage(deployment: Deployment, token: str) -> None:

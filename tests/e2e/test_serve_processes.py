@@ -11,23 +11,27 @@ process takes a write, some subscriber listens on another.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import websockets
 from websockets.asyncio.client import ClientConnection
 
 from api.auth import LocalSigningKey
-from tests.e2e.conftest import BIN, Server, _running, serve_env
+from tests.e2e.conftest import (
+    BIN,
+    Server,
+    _running,
+    next_change,
+    product_changes,
+    serve_env,
+)
 from tools import pg_server
 
 pytestmark = pytest.mark.elasticsearch
@@ -36,7 +40,6 @@ NOTE_TIMEOUT = 20.0  # for one expected notification (the worker polls every 0.2
 READY_TIMEOUT = 60.0  # for every process of one serve to start
 MOST_CONNECTIONS = 40  # subscribers opened at most to reach every process
 
-CHANGES = "subscription { changes(types: [PRODUCT]) { id kind position } }"
 CREATE_PRODUCT = """
 mutation($input: CreateProductInput!) {
   createProduct(input: $input) {
@@ -100,25 +103,6 @@ def _holder(candidates: set[int], inode: str) -> int:
     raise AssertionError(f"no process of {sorted(candidates)} holds socket {inode}")
 
 
-@asynccontextmanager
-async def _subscriber(server: Server) -> AsyncIterator[ClientConnection]:
-    """A WebSocket (graphql-transport-ws) subscribed to every product change."""
-    url = server.url.replace("http://", "ws://", 1) + "/graphql"
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
-        await ws.send(json.dumps({"type": "connection_init", "payload": server.headers()}))
-        ack = json.loads(await asyncio.wait_for(ws.recv(), NOTE_TIMEOUT))
-        assert ack["type"] == "connection_ack", ack
-        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": CHANGES}}))
-        yield ws
-
-
-async def _next_change(ws: ClientConnection) -> dict[str, Any]:
-    message = json.loads(await asyncio.wait_for(ws.recv(), NOTE_TIMEOUT))
-    assert message["type"] == "next", message
-    change: dict[str, Any] = message["payload"]["data"]["changes"]
-    return change
-
-
 async def _subscribers_total(server: Server) -> float:
     async with httpx.AsyncClient(timeout=10) as http:
         text = (await http.get(f"{server.url}/metrics")).text
@@ -138,7 +122,7 @@ async def _every_process_hears_every_other(server: Server, serve_pid: int, proce
             assert len(listeners) < MOST_CONNECTIONS, (
                 f"{MOST_CONNECTIONS} connections all reached {sorted({p for p, _ in listeners})}"
             )
-            ws = await stack.enter_async_context(_subscriber(server))
+            ws = await stack.enter_async_context(product_changes(server, NOTE_TIMEOUT))
             pid = _holder(workers, _server_side_inode(port, ws.local_address[1]))
             listeners.append((pid, ws))
         deadline = time.monotonic() + NOTE_TIMEOUT
@@ -167,7 +151,7 @@ async def _every_process_hears_every_other(server: Server, serve_pid: int, proce
             assert result["__typename"] == "CreateProductSuccess", result
             created.append(result["product"]["id"])
         for pid, ws in listeners:
-            heard = [(await _next_change(ws))["id"] for _ in created]
+            heard = [(await next_change(ws, NOTE_TIMEOUT))["id"] for _ in created]
             assert heard == created, f"the subscriber on process {pid} heard {heard}"
 
 
