@@ -63,9 +63,9 @@ class NodeRoleGuard(SchemaExtension):
         if execution.graphql_document is None or execution.result is not None:
             return  # nothing to run, or refused already
         kind = execution.operation_type
-        if kind is OperationType.QUERY and _introspection_only(execution):
-            return  # the schema is every node's to tell
         if kind not in SERVED[self.role]:
+            if kind is OperationType.QUERY and _introspection_only(execution):
+                return  # the schema is every node's to tell
             self._refuse(
                 GraphQLError(
                     f"this is a {self.role} node, which does not serve {_PLURAL[kind]}: "
