@@ -56,11 +56,9 @@ from typing import TYPE_CHECKING, Any
 from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from readmodel.checkpoints import Checkpoints
+from readmodel.lag import read_lag
 from readmodel.quarantine import Entry, Quarantine
 from readmodel.tasks import cancel
-from writemodel import outbox
-from writemodel.database import read_only
 
 __all__ = [
     "PROGRESS_MAPPINGS",
@@ -251,7 +249,6 @@ class ProgressPublisher:
     ) -> None:
         self.client = client
         self.engine = engine
-        self.checkpoints = Checkpoints(engine)
         self.quarantine = Quarantine(engine)
         self.names = list(names)
         self.prefix = index_prefix
@@ -297,30 +294,24 @@ class ProgressPublisher:
                 self.failing = False
 
     async def read(self) -> list[Published]:
-        """What to publish, from the write database: each position first, then
-        the head, the lag and the quarantine counts read after it."""
-        # One read: each read model at its furthest-behind partition (`reached`).
-        stored = {c.name: c.position for c in await self.checkpoints.all()}
-        positions = {name: stored.get(name, 0) for name in self.names}
+        """What to publish, from the write database: each read model's lag as
+        `readmodel/lag.read_lag` reads it for `readModel` (its furthest-behind
+        partition, which is `Checkpoints.reached`, the head and the age of the
+        oldest event not applied), and the quarantine counts."""
         now = self.clock()
-        async with read_only(self.engine) as conn:
-            head, _ = await outbox.head(conn)
-            ages: dict[str, float] = {}
-            for name, position in positions.items():
-                oldest = await outbox.read_after(conn, position, 1, payload=False)
-                ages[name] = (now - oldest[0].occurred_at).total_seconds() if oldest else 0.0
+        lags = await read_lag(self.engine, self.names, now)
         counts = await self.quarantine.counts()
         return [
             Published(
-                name,
-                position,
-                max(head, position),
-                max(0.0, ages[name]),
-                counts.get(name, 0),
+                lag.name,
+                lag.position,
+                max(lag.head, lag.position),
+                lag.lag_seconds,
+                counts.get(lag.name, 0),
                 self.owner,
                 now,
             )
-            for name, position in positions.items()
+            for lag in lags
         ]
 
     async def publish(self) -> list[Published]:
