@@ -290,32 +290,25 @@ async def _writes(
             caught_up = await sustained.wait_caught_up(engine, 120)
             if caught_up is None:
                 raise RuntimeError("the feed did not catch up before measuring staleness")
-            with report.timed(f"6, 7 staleness and delivery ({name})"):
-                figures = await staleness.measure(
-                    name,
-                    api.url or "",
-                    es,
-                    PRODUCTS.alias(deployment.index_prefix),
-                    bearer=services.admin_token(),
-                    rate=max(1.0, sustainable * 0.5),
-                    duration=size.staleness_seconds,
-                    poll_interval=FEED_POLL_INTERVAL,
-                )
-            report.add(*figures)
-            # Its own row: staleness at a trickle, where the linger should cost nothing.
-            with report.timed(f"6 staleness at a trickle ({name})"):
-                figures = await staleness.measure(
-                    name,
-                    api.url or "",
-                    es,
-                    PRODUCTS.alias(deployment.index_prefix),
-                    bearer=services.admin_token(),
-                    rate=staleness.TRICKLE,
-                    duration=size.staleness_seconds,
-                    poll_interval=FEED_POLL_INTERVAL,
-                    trickle=True,
-                )
-            report.add(*figures)
+            # The trickle is its own row: there the linger should cost nothing.
+            runs = (
+                (f"6, 7 staleness and delivery ({name})", max(1.0, sustainable * 0.5), False),
+                (f"6 staleness at a trickle ({name})", staleness.TRICKLE, True),
+            )
+            for title, rate, trickle in runs:
+                with report.timed(title):
+                    figures = await staleness.measure(
+                        name,
+                        api.url or "",
+                        es,
+                        PRODUCTS.alias(deployment.index_prefix),
+                        bearer=services.admin_token(),
+                        rate=rate,
+                        duration=size.staleness_seconds,
+                        poll_interval=FEED_POLL_INTERVAL,
+                        trickle=trickle,
+                    )
+                report.add(*figures)
     finally:
         await es.close()
         if worker is not None:
